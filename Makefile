@@ -1,0 +1,43 @@
+# Named entry points; each is a thin call into uv / the starling CLI.
+.DEFAULT_GOAL := help
+UV_RUN := uv run --frozen
+
+.PHONY: help setup test unit integration lint typecheck fmt docs dev-kafka dev-redis bench
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+setup: ## install system packages, uv, the locked venv and the Kafka jars
+	bash scripts/setup.sh
+
+test: lint typecheck ## everything CI runs: lint, types, then all test tiers this machine can run
+	$(UV_RUN) pytest
+
+unit: ## fast tests with no servers
+	$(UV_RUN) pytest -m unit
+
+integration: ## tests against a real Kafka broker and Redis
+	$(UV_RUN) pytest -m integration
+
+lint: ## ruff lint and format check
+	$(UV_RUN) ruff check .
+	$(UV_RUN) ruff format --check .
+
+typecheck: ## mypy --strict on our packages
+	$(UV_RUN) mypy
+
+fmt: ## apply ruff's fixes and formatting
+	$(UV_RUN) ruff check --fix .
+	$(UV_RUN) ruff format .
+
+docs: ## regenerate docs/topics.md from the topic catalog
+	$(UV_RUN) starling topics --markdown > docs/topics.md
+
+dev-kafka: ## a local Kafka broker in the foreground (Ctrl-C stops it)
+	$(UV_RUN) starling dev kafka
+
+dev-redis: ## a local Redis in the foreground
+	$(UV_RUN) starling dev redis
+
+bench: ## loadgen vs raw producer, and schema decode throughput
+	$(UV_RUN) python bench/loadgen_bench.py

@@ -1,0 +1,1 @@
+"""Starling: the shared runtime, event contracts and tools of the stream services."""

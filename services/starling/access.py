@@ -1,0 +1,175 @@
+"""The access map: which service or workflow may read and write which topic.
+
+It is the one source of the per-principal `KafkaUser` ACLs, of each service's consumer
+group, and of the access table in the docs. A principal that reads a topic may write that
+topic's dead-letter topic (that is where its failures go); nothing else is implied.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from starling.topics import (
+    CATALOG,
+    INTERACTIONS,
+    LOGINS,
+    NOTIFICATIONS,
+    RECOMMENDATIONS,
+    TRENDS,
+    TWEETS,
+    TWEETS_ENRICHED,
+    TopicCatalog,
+)
+
+
+class Operation(enum.StrEnum):
+    """Kafka ACL operations (the names Strimzi's KafkaUser `operations` list takes)."""
+
+    READ = "Read"
+    WRITE = "Write"
+    DESCRIBE = "Describe"
+
+
+class PrincipalKind(enum.StrEnum):
+    SERVICE = "service"
+    WORKFLOW = "workflow"
+    # Clients simulated in development and tests; never deployed to production.
+    DEV_TOOL = "dev-tool"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    kind: PrincipalKind
+    description: str
+    reads: frozenset[str]
+    writes: frozenset[str]
+    # Workflows run one consumer group per DAG task family, so they get a group prefix
+    # (`starling-airflow-...`) instead of one literal group.
+    group_is_prefix: bool = False
+
+    @property
+    def consumer_group(self) -> str | None:
+        """Consumer groups are named after the principal, so an ACL can name them exactly."""
+        return f"starling-{self.name}" if self.reads else None
+
+    def writable_topics(self, catalog: TopicCatalog = CATALOG) -> frozenset[str]:
+        """Declared writes plus the dead-letter topic of every topic it reads."""
+        dlqs = {catalog.get(topic).dlq_name for topic in self.reads if catalog.get(topic).has_dlq}
+        return self.writes | dlqs
+
+    def acl_rules(self, catalog: TopicCatalog = CATALOG) -> list[AclRule]:
+        """Least-privilege rules: literal topic names, literal group name, nothing more."""
+        rules: list[AclRule] = []
+        for topic in sorted(self.reads):
+            rules.append(AclRule("topic", topic, (Operation.READ, Operation.DESCRIBE)))
+        for topic in sorted(self.writable_topics(catalog)):
+            rules.append(AclRule("topic", topic, (Operation.WRITE, Operation.DESCRIBE)))
+        if self.consumer_group:
+            pattern = PatternType.PREFIX if self.group_is_prefix else PatternType.LITERAL
+            rules.append(AclRule("group", self.consumer_group, (Operation.READ,), pattern))
+        return rules
+
+
+class PatternType(enum.StrEnum):
+    LITERAL = "literal"
+    PREFIX = "prefix"
+
+
+@dataclass(frozen=True)
+class AclRule:
+    resource_type: str  # "topic" or "group"
+    resource_name: str
+    operations: tuple[Operation, ...]
+    pattern: PatternType = PatternType.LITERAL
+
+
+def _principal(
+    name: str,
+    kind: PrincipalKind,
+    description: str,
+    reads: tuple[str, ...] = (),
+    writes: tuple[str, ...] = (),
+    group_is_prefix: bool = False,
+) -> Principal:
+    return Principal(name, kind, description, frozenset(reads), frozenset(writes), group_is_prefix)
+
+
+PRINCIPALS: tuple[Principal, ...] = (
+    _principal(
+        "gateway",
+        PrincipalKind.SERVICE,
+        "accepts client actions and produces them; serves timelines, trends, notifications "
+        "and pushes trend updates live",
+        reads=(TRENDS,),
+        writes=(LOGINS, TWEETS, INTERACTIONS),
+    ),
+    _principal(
+        "ingestion",
+        PrincipalKind.SERVICE,
+        "validates and enriches tweets, fans out to timelines, emits mention/reply candidates",
+        reads=(TWEETS,),
+        writes=(TWEETS_ENRICHED, NOTIFICATIONS),
+    ),
+    _principal(
+        "trends",
+        PrincipalKind.SERVICE,
+        "windowed hashtag counts with burst detection",
+        reads=(TWEETS_ENRICHED,),
+        writes=(TRENDS,),
+    ),
+    _principal(
+        "timelines",
+        PrincipalKind.SERVICE,
+        "merges recommendations into home timelines",
+        reads=(RECOMMENDATIONS,),
+    ),
+    _principal(
+        "notifier",
+        PrincipalKind.SERVICE,
+        "dedupes, filters, caps and delivers notifications; consumes interactions for "
+        "like/retweet/follow candidates",
+        reads=(NOTIFICATIONS, INTERACTIONS),
+    ),
+    _principal(
+        "airflow",
+        PrincipalKind.WORKFLOW,
+        "interaction analysis, recommendations, login handling, cleaning and sentiment DAGs",
+        reads=(LOGINS, INTERACTIONS, TWEETS_ENRICHED),
+        writes=(RECOMMENDATIONS, NOTIFICATIONS),
+        group_is_prefix=True,
+    ),
+    _principal(
+        "loadgen",
+        PrincipalKind.DEV_TOOL,
+        "synthetic clients: the traffic generator (dev and test clusters only)",
+        writes=(LOGINS, TWEETS, INTERACTIONS),
+    ),
+)
+
+
+def principal(name: str) -> Principal:
+    for candidate in PRINCIPALS:
+        if candidate.name == name:
+            return candidate
+    raise KeyError(f"unknown principal {name!r}; known: {[p.name for p in PRINCIPALS]}")
+
+
+def validate_access_map(
+    principals: tuple[Principal, ...] = PRINCIPALS, catalog: TopicCatalog = CATALOG
+) -> None:
+    """Every topic named exists, and every non-DLQ topic has a writer and a reader."""
+    known = catalog.names()
+    for p in principals:
+        unknown = sorted((p.reads | p.writes) - known)
+        if unknown:
+            raise ValueError(f"principal {p.name!r} names unknown topics {unknown}")
+    for spec in catalog:
+        if not any(spec.name in p.writes for p in principals):
+            raise ValueError(f"topic {spec.name!r} has no writer in the access map")
+        if not any(spec.name in p.reads for p in principals):
+            raise ValueError(f"topic {spec.name!r} has no reader in the access map")
+
+
+validate_access_map()

@@ -1,0 +1,53 @@
+"""Versioned event contracts and their codec; import events from here."""
+
+from starling.events.codec import (
+    MAX_EVENT_BYTES,
+    EventError,
+    EventErrorKind,
+    decode,
+    decode_as,
+    encode,
+)
+from starling.events.schemas import (
+    EVENT_TYPES,
+    Event,
+    InteractionAction,
+    Notification,
+    NotificationKind,
+    Platform,
+    Recommendation,
+    RecommendationKind,
+    RecommendedItem,
+    Trend,
+    TweetCreated,
+    TweetEnriched,
+    UserInteraction,
+    UserLogin,
+    new_event,
+    type_tag,
+)
+
+__all__ = [
+    "EVENT_TYPES",
+    "MAX_EVENT_BYTES",
+    "Event",
+    "EventError",
+    "EventErrorKind",
+    "InteractionAction",
+    "Notification",
+    "NotificationKind",
+    "Platform",
+    "Recommendation",
+    "RecommendationKind",
+    "RecommendedItem",
+    "Trend",
+    "TweetCreated",
+    "TweetEnriched",
+    "UserInteraction",
+    "UserLogin",
+    "decode",
+    "decode_as",
+    "encode",
+    "new_event",
+    "type_tag",
+]

@@ -1,0 +1,326 @@
+"""Event contracts: one msgspec Struct per event type, shared by services, operators and DAGs.
+
+Every event carries `event_id` (idempotency key), `schema_version` and `event_time`
+(when it happened at the source, tz-aware). `type` is the tag that selects the schema
+when decoding. Each class names the field its Kafka partition key comes from, so the key
+is defined next to the data it keys.
+
+Evolving a schema: adding an optional field (with a default) keeps the version; anything
+else (removing, renaming, retyping, making optional required) is a new version, with the
+old one kept decodable until no topic holds it.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, ClassVar, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+# ---- shared field types -------------------------------------------------------------------
+
+EventId = uuid.UUID
+UserId = Annotated[int, Meta(ge=1, le=2**63 - 1, description="snowflake-style user id")]
+TweetId = Annotated[int, Meta(ge=1, le=2**63 - 1, description="snowflake-style tweet id")]
+EventTime = Annotated[datetime, Meta(tz=True, description="tz-aware time at the source")]
+# Twitter's limit is 280 characters; counting code points is close enough for our purposes.
+TweetText = Annotated[str, Meta(min_length=1, max_length=280)]
+Hashtag = Annotated[
+    str, Meta(pattern=r"^\w{1,100}$", description="without '#'; ingestion case-folds it")
+]
+Handle = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_]{1,15}$", description="without '@'")]
+CountryCode = Annotated[str, Meta(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")]
+LanguageCode = Annotated[str, Meta(pattern=r"^[a-z]{2,3}$|^und$", description="ISO 639")]
+Score = Annotated[float, Meta(ge=-1e12, le=1e12)]
+
+
+E = TypeVar("E", bound="_Event")
+
+
+class Platform(enum.StrEnum):
+    WEB = "web"
+    IOS = "ios"
+    ANDROID = "android"
+
+
+class _Event(
+    Struct,
+    frozen=True,
+    kw_only=True,
+    tag_field="type",
+    forbid_unknown_fields=False,
+    omit_defaults=True,
+):
+    """Fields every event has. Unknown fields are ignored so producers can add optional
+    fields ahead of consumers (additive evolution without a version bump)."""
+
+    # The partition key field of each concrete event (see `partition_key`).
+    KEY_FIELD: ClassVar[str]
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    event_id: EventId
+    schema_version: int
+    event_time: EventTime
+
+    def __post_init__(self) -> None:
+        if self.schema_version != self.SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported schema_version {self.schema_version} for {type(self).__name__}"
+                f" (supported: {self.SCHEMA_VERSION}) - at `$.schema_version`"
+            )
+
+    def partition_key(self) -> bytes:
+        """Bytes of the entity whose order matters for this event type."""
+        return str(getattr(self, self.KEY_FIELD)).encode()
+
+
+# ---- logins -------------------------------------------------------------------------------
+
+
+class UserLogin(_Event, frozen=True, kw_only=True, tag="user.login"):
+    """A login attempt (successful or not) from a client."""
+
+    KEY_FIELD: ClassVar[str] = "user_id"
+
+    user_id: UserId
+    success: bool
+    ip: Annotated[str, Meta(min_length=2, max_length=45)]
+    country: CountryCode
+    device_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    platform: Platform
+    failure_reason: Annotated[str, Meta(max_length=64)] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.success and self.failure_reason is not None:
+            raise ValueError("a successful login has no failure_reason - at `$.failure_reason`")
+
+
+# ---- tweets -------------------------------------------------------------------------------
+
+
+class TweetCreated(_Event, frozen=True, kw_only=True, tag="tweet.created"):
+    """A new tweet, reply or quote as the client sent it."""
+
+    KEY_FIELD: ClassVar[str] = "tweet_id"
+
+    tweet_id: TweetId
+    author_id: UserId
+    text: TweetText
+    platform: Platform
+    reply_to_tweet_id: TweetId | None = None
+    reply_to_user_id: UserId | None = None
+    quote_of_tweet_id: TweetId | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if (self.reply_to_tweet_id is None) != (self.reply_to_user_id is None):
+            raise ValueError(
+                "reply_to_tweet_id and reply_to_user_id go together - at `$.reply_to_user_id`"
+            )
+
+
+class TweetEnriched(_Event, frozen=True, kw_only=True, tag="tweet.enriched"):
+    """A validated tweet with what ingestion extracted from it."""
+
+    KEY_FIELD: ClassVar[str] = "tweet_id"
+
+    tweet_id: TweetId
+    author_id: UserId
+    text: TweetText
+    hashtags: Annotated[list[Hashtag], Meta(max_length=50)]
+    mentions: Annotated[list[Handle], Meta(max_length=50)]
+    lang: LanguageCode
+    sentiment: Annotated[float, Meta(ge=-1.0, le=1.0)]
+    source_event_id: EventId
+    reply_to_tweet_id: TweetId | None = None
+    reply_to_user_id: UserId | None = None
+    quote_of_tweet_id: TweetId | None = None
+
+
+# ---- interactions -------------------------------------------------------------------------
+
+
+class InteractionAction(enum.StrEnum):
+    LIKE = "like"
+    UNLIKE = "unlike"
+    RETWEET = "retweet"
+    REPLY = "reply"
+    QUOTE = "quote"
+    FOLLOW = "follow"
+    UNFOLLOW = "unfollow"
+    BLOCK = "block"
+    UNBLOCK = "unblock"
+    MUTE = "mute"
+    UNMUTE = "unmute"
+
+
+TWEET_ACTIONS = frozenset(
+    {
+        InteractionAction.LIKE,
+        InteractionAction.UNLIKE,
+        InteractionAction.RETWEET,
+        InteractionAction.REPLY,
+        InteractionAction.QUOTE,
+    }
+)
+
+
+class UserInteraction(_Event, frozen=True, kw_only=True, tag="user.interaction"):
+    """One user acting on a tweet (like, retweet, reply, quote) or on another user (follow,
+    block, mute and their undos). `target_user_id` is always the user acted upon (a tweet
+    action's target is the tweet's author), so notifications need no lookup."""
+
+    KEY_FIELD: ClassVar[str] = "actor_id"
+
+    actor_id: UserId
+    action: InteractionAction
+    target_user_id: UserId
+    tweet_id: TweetId | None = None
+    platform: Platform = Platform.WEB
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.action in TWEET_ACTIONS:
+            if self.tweet_id is None:
+                raise ValueError(f"action '{self.action}' needs a tweet_id - at `$.tweet_id`")
+        else:
+            if self.tweet_id is not None:
+                raise ValueError(
+                    f"action '{self.action}' acts on a user, not a tweet - at `$.tweet_id`"
+                )
+            if self.actor_id == self.target_user_id:
+                raise ValueError(f"a user cannot {self.action} themselves - at `$.target_user_id`")
+
+
+# ---- recommendations ----------------------------------------------------------------------
+
+
+class RecommendationKind(enum.StrEnum):
+    WHO_TO_FOLLOW = "who_to_follow"
+    TWEETS = "tweets"
+
+
+class RecommendedItem(Struct, frozen=True, kw_only=True):
+    item_id: Annotated[int, Meta(ge=1)]
+    score: Score
+    reason: Annotated[str, Meta(max_length=64)] = ""
+
+
+class Recommendation(_Event, frozen=True, kw_only=True, tag="recommendation"):
+    """A ranked list of accounts to follow or tweets to show one user."""
+
+    KEY_FIELD: ClassVar[str] = "user_id"
+
+    user_id: UserId
+    kind: RecommendationKind
+    items: Annotated[list[RecommendedItem], Meta(max_length=200)]
+    model: Annotated[str, Meta(min_length=1, max_length=64)]
+
+
+# ---- notifications ------------------------------------------------------------------------
+
+
+class NotificationKind(enum.StrEnum):
+    MENTION = "mention"
+    REPLY = "reply"
+    LIKE = "like"
+    RETWEET = "retweet"
+    QUOTE = "quote"
+    FOLLOW = "follow"
+    DM = "dm"
+    ACCOUNT_ACTIVITY = "account_activity"
+
+
+class Notification(_Event, frozen=True, kw_only=True, tag="notification"):
+    """A candidate notification for one recipient; the notifier dedupes, filters and
+    delivers it. `source_event_id` names the event that caused it, so the same cause can
+    never notify twice."""
+
+    KEY_FIELD: ClassVar[str] = "recipient_id"
+
+    recipient_id: UserId
+    kind: NotificationKind
+    source_event_id: EventId
+    actor_id: UserId | None = None
+    tweet_id: TweetId | None = None
+    message: Annotated[str, Meta(max_length=500)] = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kind is NotificationKind.ACCOUNT_ACTIVITY:
+            return
+        if self.actor_id is None:
+            raise ValueError(f"a '{self.kind}' notification needs an actor_id - at `$.actor_id`")
+        if self.actor_id == self.recipient_id:
+            raise ValueError("users are never notified of their own actions - at `$.actor_id`")
+
+
+# ---- trends -------------------------------------------------------------------------------
+
+
+class Trend(_Event, frozen=True, kw_only=True, tag="trend"):
+    """A hashtag talked about more in a window than its baseline predicts."""
+
+    KEY_FIELD: ClassVar[str] = "hashtag"
+
+    hashtag: Hashtag
+    window_start: EventTime
+    window_end: EventTime
+    count: Annotated[int, Meta(ge=0)]
+    expected: Annotated[float, Meta(ge=0.0)]
+    score: Score
+    rank: Annotated[int, Meta(ge=1)]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.window_end <= self.window_start:
+            raise ValueError("window_end must be after window_start - at `$.window_end`")
+
+
+Event = (
+    UserLogin
+    | TweetCreated
+    | TweetEnriched
+    | UserInteraction
+    | Recommendation
+    | Notification
+    | Trend
+)
+
+EVENT_TYPES: tuple[type[_Event], ...] = (
+    UserLogin,
+    TweetCreated,
+    TweetEnriched,
+    UserInteraction,
+    Recommendation,
+    Notification,
+    Trend,
+)
+
+
+def new_event(
+    event_class: type[E],
+    *,
+    event_time: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+    **fields: Any,
+) -> E:
+    """Build an event with a fresh id, the class's current schema version and the current
+    time, so producers cannot forget any of the three."""
+    return event_class(
+        event_id=event_id or uuid.uuid4(),
+        schema_version=event_class.SCHEMA_VERSION,
+        event_time=event_time or datetime.now(UTC),
+        **fields,
+    )
+
+
+def type_tag(event_class: type[_Event]) -> str:
+    """The `type` value that selects this schema on the wire."""
+    tag = msgspec.inspect.type_info(event_class).tag  # type: ignore[attr-defined]
+    assert isinstance(tag, str)
+    return tag

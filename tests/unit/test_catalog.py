@@ -1,0 +1,139 @@
+"""Topic catalog and access map: internal consistency, scaling, ACL derivation, docs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from starling.access import (
+    PRINCIPALS,
+    Operation,
+    PatternType,
+    Principal,
+    PrincipalKind,
+    principal,
+    validate_access_map,
+)
+from starling.catalog_docs import render_markdown
+from starling.cli import main
+from starling.events import EVENT_TYPES
+from starling.topics import CATALOG, TopicCatalog, TopicSpec
+
+pytestmark = pytest.mark.unit
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "topics.md"
+
+
+def test_every_event_type_has_exactly_one_home_topic() -> None:
+    for event_type in EVENT_TYPES:
+        assert CATALOG.topic_for(event_type).name  # raises unless exactly one
+
+
+def test_every_topic_has_a_dead_letter_topic_with_longer_retention() -> None:
+    names = CATALOG.names()
+    for spec in CATALOG:
+        assert spec.dlq_name in names
+        assert CATALOG.get(spec.dlq_name).retention_ms > spec.retention_ms
+
+
+def test_production_targets_are_durable() -> None:
+    # RF 3 with min ISR 2 is what survives one broker loss without losing acked writes.
+    for spec in CATALOG.all_topics():
+        assert (spec.replicas, spec.min_insync_replicas) == (3, 2)
+        assert spec.kafka_config()["min.insync.replicas"] == "2"
+
+
+@pytest.mark.parametrize(("brokers", "rf", "min_isr"), [(1, 1, 1), (2, 2, 1), (3, 3, 2), (5, 3, 2)])
+def test_replication_is_capped_to_the_cluster(brokers: int, rf: int, min_isr: int) -> None:
+    scaled = CATALOG.for_cluster(brokers)
+    for spec in scaled.all_topics():
+        assert (spec.replicas, spec.min_insync_replicas) == (rf, min_isr)
+    assert [s.name for s in scaled.all_topics()] == [s.name for s in CATALOG.all_topics()]
+
+
+def test_bad_topic_definitions_fail_with_the_rule_named() -> None:
+    with pytest.raises(ValueError, match="partitions must be >= 1"):
+        TopicSpec(name="x", description="", event_types=(), key="k", partitions=0, retention_ms=1)
+    with pytest.raises(ValueError, match=r"min_insync_replicas must be in 1\.\.replicas"):
+        TopicSpec(
+            name="x",
+            description="",
+            event_types=(),
+            key="k",
+            partitions=1,
+            retention_ms=1,
+            replicas=2,
+            min_insync_replicas=3,
+        )
+    with pytest.raises(ValueError, match="brokers must be >= 1"):
+        CATALOG.for_cluster(0)
+    spec = next(iter(CATALOG))
+    with pytest.raises(ValueError, match="duplicate topic names"):
+        TopicCatalog((spec, spec))
+    with pytest.raises(KeyError, match="unknown topic 'nope'"):
+        CATALOG.get("nope")
+
+
+def test_acls_grant_exactly_the_access_map_and_nothing_else() -> None:
+    for p in PRINCIPALS:
+        rules = p.acl_rules()
+        readable = {
+            r.resource_name
+            for r in rules
+            if r.resource_type == "topic" and Operation.READ in r.operations
+        }
+        writable = {
+            r.resource_name
+            for r in rules
+            if r.resource_type == "topic" and Operation.WRITE in r.operations
+        }
+        assert readable == p.reads
+        assert writable == p.writes | {CATALOG.get(t).dlq_name for t in p.reads}
+        # literal topic names only: a prefix or wildcard would widen access silently
+        assert all(r.pattern is PatternType.LITERAL for r in rules if r.resource_type == "topic")
+        groups = [r for r in rules if r.resource_type == "group"]
+        assert [g.resource_name for g in groups] == ([p.consumer_group] if p.reads else [])
+
+
+def test_no_service_writes_a_topic_it_only_reads() -> None:
+    ingestion = principal("ingestion")
+    assert "tweets" in ingestion.reads
+    assert "tweets" not in ingestion.writable_topics()
+    assert "tweets.dlq" in ingestion.writable_topics()
+
+
+def test_only_workflows_get_a_group_prefix() -> None:
+    for p in PRINCIPALS:
+        assert p.group_is_prefix == (p.kind is PrincipalKind.WORKFLOW)
+
+
+def test_access_map_rejects_unknown_topics_and_orphan_topics() -> None:
+    bad = Principal("ghost", PrincipalKind.SERVICE, "", frozenset({"no.such.topic"}), frozenset())
+    with pytest.raises(ValueError, match="unknown topics"):
+        validate_access_map((*PRINCIPALS, bad))
+    without_trend_readers = tuple(p for p in PRINCIPALS if "trends" not in p.reads)
+    with pytest.raises(ValueError, match="'trends' has no reader"):
+        validate_access_map(without_trend_readers)
+    with pytest.raises(KeyError, match="unknown principal"):
+        principal("nobody")
+
+
+def test_docs_page_is_generated_from_the_catalog() -> None:
+    assert DOCS.read_text() == render_markdown(), (
+        "docs/topics.md is stale: run `uv run starling topics --markdown > docs/topics.md`"
+    )
+
+
+def test_topics_command_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["topics", "--json", "--brokers", "1"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["name"] for row in rows} == CATALOG.names()
+    assert all(row["replicas"] == 1 for row in rows)
+
+
+def test_topics_command_rejects_a_bad_broker_count(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["topics", "--brokers", "zero"])
+    assert "--brokers: expected a whole number, got 'zero'" in capsys.readouterr().err
