@@ -13,6 +13,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "starling.topics_cli",
     "starling.loadgen.cli",
     "starling.harness.cli",
+    "starling.toolchain.cli",
 )
 
 

@@ -10,10 +10,8 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from pathlib import Path
-from typing import IO
 
 _log = logging.getLogger(__name__)
 
@@ -69,16 +67,12 @@ class _Reaper:
     def forget_directory(self, path: Path) -> None:
         self._send(f"-dir {path}")
 
-    def watchdog_pid(self) -> int | None:
-        with self._lock:
-            return self._watchdog.pid if self._watchdog is not None else None
-
 
 reaper = _Reaper()
 
 
 def start_session_process(
-    command: list[str], *, cwd: Path, output: Path, env: dict[str, str] | None = None
+    command: list[str], *, cwd: Path, output: Path
 ) -> subprocess.Popen[bytes]:
     """Start `command` in its own session with output appended to `output`.
 
@@ -93,21 +87,27 @@ def start_session_process(
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env=env,
             start_new_session=True,
         )
     reaper.watch_process_group(process.pid)
     return process
 
 
-def stop_process(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+def stop_process(
+    process: subprocess.Popen[bytes], *, timeout: float, warn_on_kill: bool = True
+) -> None:
     """SIGTERM the process group, escalate to SIGKILL after `timeout` seconds, reap it."""
     if process.poll() is None:
         _signal_group(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            _log.warning("pid %d ignored SIGTERM for %.0f s; killing it", process.pid, timeout)
+            _log.log(
+                logging.WARNING if warn_on_kill else logging.DEBUG,
+                "pid %d still running %.0f s after SIGTERM; killing it",
+                process.pid,
+                timeout,
+            )
     kill_process(process)
 
 
@@ -156,15 +156,3 @@ def tail(path: Path, lines: int = 40) -> str:
             return "".join(deque(handle, maxlen=lines)).rstrip("\n")
     except FileNotFoundError:
         return f"({path} does not exist)"
-
-
-def wait_until(deadline: float, interval: float = 0.1) -> bool:
-    """Sleep one polling interval; False once `deadline` (time.monotonic) has passed."""
-    if time.monotonic() >= deadline:
-        return False
-    time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-    return True
-
-
-def open_text(path: Path) -> IO[str]:
-    return path.open("w", encoding="utf-8")

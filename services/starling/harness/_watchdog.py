@@ -15,6 +15,7 @@ standard library. Protocol, one command per line on stdin:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -39,10 +40,8 @@ def main() -> int:
             directories.discard(argument)
     # EOF: the parent is gone (or finished and closed the pipe with nothing registered).
     for pgid in process_groups:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
     for directory in directories:
         shutil.rmtree(directory, ignore_errors=True)
     return 0

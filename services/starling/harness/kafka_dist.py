@@ -9,7 +9,7 @@ downloading: a generated one-dependency pom and `dependency:copy-dependencies`.
 from __future__ import annotations
 
 import json
-import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +35,8 @@ DEPENDENCY_PLUGIN_VERSION = "3.8.1"
 MANIFEST_NAME = "starling-kafka.json"
 
 Progress = Callable[[str], None]
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class KafkaFetchError(RuntimeError):
@@ -85,7 +87,7 @@ def ensure_kafka(
     The fetch builds into a temporary sibling directory and renames it into place at the
     end, so an interrupted or failed fetch never leaves something that looks cached.
     """
-    report = progress if progress is not None else _print_progress
+    report = progress if progress is not None else print_progress
     cached = cached_distribution(version)
     if cached is not None:
         return cached
@@ -99,6 +101,7 @@ def ensure_kafka(
 
     final_home = distribution_dir(version)
     final_home.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned_staging_dirs(final_home.parent)
     # Same parent as the final directory so the closing rename is atomic.
     staging = Path(tempfile.mkdtemp(prefix=f".kafka-{version}.partial-", dir=final_home.parent))
     try:
@@ -116,14 +119,19 @@ def ensure_kafka(
             "jars": sorted(p.name for p in (staging / "libs").glob("*.jar")),
         }
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
+        if final_home.exists() and cached_distribution(version) is None:
+            # Not a finished cache (created by hand, or by an older layout): replace it.
+            shutil.rmtree(final_home)
         try:
             staging.rename(final_home)
         except OSError:
             # Another process finished the same fetch first; its copy is as good as ours.
             if cached_distribution(version) is None:
                 raise
-        report(f"fetching Kafka {version} jars from Maven ... done in {elapsed:.0f} s, "
-               f"{size / 1e6:.0f} MB")
+        report(
+            f"fetching Kafka {version} jars from Maven ... done in {elapsed:.0f} s, "
+            f"{size / 1e6:.0f} MB"
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -133,7 +141,21 @@ def ensure_kafka(
     return result
 
 
-def _print_progress(line: str) -> None:
+def _remove_abandoned_staging_dirs(parent: Path) -> None:
+    """Delete staging dirs left by fetches that were SIGKILLed (no `finally` ran).
+
+    Only old ones: a young one may belong to a fetch running right now in another process.
+    """
+    cutoff = time.time() - 3600
+    for staging in parent.glob(".kafka-*.partial-*"):
+        try:
+            if staging.stat().st_mtime < cutoff:
+                shutil.rmtree(staging, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
+
+def print_progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
@@ -184,6 +206,10 @@ def _run_maven(mvn: str, version: str, staging: Path, report: Progress) -> None:
         mvn,
         "--batch-mode",
         "--quiet",
+        "-Dstyle.color=never",
+        # Re-check artifacts an earlier failed attempt recorded as missing, so a network
+        # blip does not poison the local Maven repository until its update interval.
+        "--update-snapshots",
         "--file",
         str(pom),
         "dependency:copy-dependencies",
@@ -197,7 +223,9 @@ def _run_maven(mvn: str, version: str, staging: Path, report: Progress) -> None:
         # a CI log reader the step is alive rather than hung.
         started = time.monotonic()
         while not finished.wait(15.0):
-            report(f"  ... still fetching Kafka {version} jars ({time.monotonic() - started:.0f} s)")
+            report(
+                f"  ... still fetching Kafka {version} jars ({time.monotonic() - started:.0f} s)"
+            )
 
     ticker = threading.Thread(target=heartbeat, name="kafka-fetch-heartbeat", daemon=True)
     ticker.start()
@@ -209,17 +237,18 @@ def _run_maven(mvn: str, version: str, staging: Path, report: Progress) -> None:
             capture_output=True,
             text=True,
             check=False,
-            env={**os.environ, "MAVEN_OPTS": os.environ.get("MAVEN_OPTS", "")},
         )
     finally:
         finished.set()
         ticker.join()
     pom.unlink(missing_ok=True)
     if completed.returncode != 0 or not any((staging / "libs").glob("kafka_*.jar")):
-        output = (completed.stdout + completed.stderr).strip().splitlines()
+        # Maven 3.8 still emits colour resets in batch mode; they garble CI logs.
+        plain = _ANSI_ESCAPE.sub("", completed.stdout + completed.stderr)
+        output = [line for line in plain.splitlines() if line.strip() not in ("", "[ERROR]")]
         tail = "\n".join(output[-25:]) or "(mvn printed nothing)"
         raise KafkaFetchError(
             f"could not fetch {kafka_artifact(version)} with Maven "
-            f"(`{' '.join(command[:-3])} dependency:copy-dependencies` "
+            f"(`mvn dependency:copy-dependencies` "
             f"exited {completed.returncode}); last output:\n{tail}"
         )

@@ -1,0 +1,155 @@
+{{/*
+The Deployment every service shares: one image, `starling run <component>`, and the
+restricted Pod Security profile. Rendered by templates/<component>/<component>-deployment.yaml
+with (dict "context" $ "component" "<component>").
+*/}}
+{{- define "starling-services.deployment" -}}
+{{- $root := .context -}}
+{{- $service := index $root.Values.services .component -}}
+{{- if $service.enabled }}
+{{- include "starling-services.validateService" . }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "starling-services.componentName" . }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "starling-services.labels" . | nindent 4 }}
+spec:
+  {{- /* With autoscaling on, the HPA owns the count; a value here would reset it on every upgrade. */}}
+  {{- if not $service.autoscaling.enabled }}
+  replicas: {{ $service.replicas }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels:
+      {{- include "starling-services.selectorLabels" . | nindent 6 }}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate:
+      # Surge before stopping: a single-replica consumer keeps its partitions served.
+      maxSurge: 1
+      maxUnavailable: 0
+  template:
+    metadata:
+      labels:
+        {{- include "starling-services.labels" . | nindent 8 }}
+    spec:
+      serviceAccountName: {{ include "starling-services.componentName" . }}
+      # Services never call the Kubernetes API; no token means nothing to steal.
+      automountServiceAccountToken: false
+      # Docker-link env vars for every Service in the namespace are noise and leak topology.
+      enableServiceLinks: false
+      securityContext:
+        runAsNonRoot: true
+        runAsUser: 10001
+        runAsGroup: 10001
+        fsGroup: 10001
+        seccompProfile:
+          type: RuntimeDefault
+      topologySpreadConstraints:
+        # Prefer spreading replicas over nodes, but still schedule on a one-node kind cluster.
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: ScheduleAnyway
+          labelSelector:
+            matchLabels:
+              {{- include "starling-services.selectorLabels" . | nindent 14 }}
+      containers:
+        - name: {{ .component }}
+          image: {{ printf "%s:%s" $root.Values.image.repository $root.Values.image.tag | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: ["starling", "run", {{ .component | quote }}]
+          env:
+            - name: STARLING_SERVICE
+              value: {{ .component | quote }}
+            - name: KAFKA_BOOTSTRAP_SERVERS
+              value: {{ $root.Values.kafka.bootstrapServers | quote }}
+            - name: KAFKA_SECURITY_PROTOCOL
+              value: {{ $root.Values.kafka.securityProtocol | quote }}
+            - name: KAFKA_SASL_MECHANISM
+              value: {{ $root.Values.kafka.saslMechanism | quote }}
+            - name: KAFKA_SASL_USERNAME
+              value: {{ $service.kafkaUser | quote }}
+            - name: KAFKA_SASL_PASSWORD
+              valueFrom:
+                secretKeyRef:
+                  # Written by the Strimzi User Operator for the KafkaUser of the same name.
+                  name: {{ $service.kafkaUser }}
+                  key: password
+            - name: KAFKA_SSL_CA_LOCATION
+              value: /etc/starling/kafka-ca/ca.crt
+            - name: STORE_HOST
+              value: {{ $root.Values.store.host | quote }}
+            - name: STORE_PORT
+              value: {{ $root.Values.store.port | quote }}
+            - name: STORE_PASSWORD
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $root.Values.store.passwordSecret.name }}
+                  key: {{ $root.Values.store.passwordSecret.key }}
+            - name: METRICS_PORT
+              value: {{ $root.Values.metrics.port | quote }}
+            {{- if eq .component "gateway" }}
+            - name: HTTP_PORT
+              value: {{ $root.Values.gateway.service.port | quote }}
+            {{- end }}
+          ports:
+            - name: metrics
+              containerPort: {{ $root.Values.metrics.port }}
+              protocol: TCP
+            {{- if eq .component "gateway" }}
+            - name: http
+              containerPort: {{ $root.Values.gateway.service.port }}
+              protocol: TCP
+            {{- end }}
+          # Startup gets up to a minute (consumer group join, store connection) before
+          # liveness starts counting, so a slow start is not a restart loop.
+          startupProbe:
+            httpGet:
+              path: /healthz
+              port: metrics
+            periodSeconds: 2
+            failureThreshold: 30
+          livenessProbe:
+            httpGet:
+              path: /healthz
+              port: metrics
+            periodSeconds: 10
+            timeoutSeconds: 2
+            failureThreshold: 3
+          readinessProbe:
+            httpGet:
+              path: /readyz
+              port: metrics
+            periodSeconds: 5
+            timeoutSeconds: 2
+            failureThreshold: 3
+          resources:
+            {{- toYaml $service.resources | nindent 12 }}
+          securityContext:
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            runAsNonRoot: true
+            capabilities:
+              drop: ["ALL"]
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            - name: kafka-ca
+              mountPath: /etc/starling/kafka-ca
+              readOnly: true
+      volumes:
+        # The root filesystem is read-only; librdkafka and Python still want a scratch dir.
+        - name: tmp
+          emptyDir:
+            sizeLimit: 64Mi
+        - name: kafka-ca
+          secret:
+            secretName: {{ $root.Values.kafka.caSecret.name }}
+            items:
+              # A fixed file name, so KAFKA_SSL_CA_LOCATION does not depend on the key.
+              - key: {{ $root.Values.kafka.caSecret.key }}
+                path: ca.crt
+{{- end }}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""Starling's CrossGuard policy pack: plain rule functions (`rules`) and their wrappers (`pack`)."""

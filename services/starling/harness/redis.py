@@ -1,0 +1,202 @@
+"""A real `redis-server` (Debian's Redis 7, protocol-compatible with the Valkey we deploy).
+
+Usage::
+
+    with RedisServer.start(appendonly=True) as server:
+        client = redis.Redis.from_url(server.url)
+        ...
+        server.restart()  # same port and data directory; AOF keeps the data
+"""
+
+from __future__ import annotations
+
+import atexit
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from starling.harness import _process
+
+INSTALL_HINT = "install it with `apt-get update && apt-get install -y redis-server`"
+
+
+class RedisHarnessError(RuntimeError):
+    """redis-server is missing, or did not start or answer as expected."""
+
+
+def redis_server_executable() -> str:
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise RedisHarnessError(f"`redis-server` is not on PATH; {INSTALL_HINT}")
+    return executable
+
+
+_live_servers: set[RedisServer] = set()
+_live_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_leftover_servers() -> None:
+    with _live_lock:
+        leftovers = list(_live_servers)
+    for server in leftovers:
+        server.stop()
+
+
+class RedisServer:
+    """One redis-server process bound to 127.0.0.1 with a private data directory."""
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        *,
+        executable: str,
+        port: int,
+        directory: Path,
+        appendonly: bool,
+        extra_config: Mapping[str, str],
+    ) -> None:
+        self.executable = executable
+        self.port = port
+        self.directory = directory
+        self.appendonly = appendonly
+        self.extra_config = dict(extra_config)
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stopped = False
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        appendonly: bool = False,
+        extra_config: Mapping[str, str] | None = None,
+        ready_timeout: float = 15.0,
+    ) -> RedisServer:
+        """Start on a free port. No persistence unless `appendonly`, in which case every
+        write is fsynced to the AOF before it is acknowledged (so even `kill()` keeps it)."""
+        executable = redis_server_executable()
+        directory = Path(tempfile.mkdtemp(prefix="starling-redis-"))
+        _process.reaper.watch_directory(directory)
+        server = cls(
+            executable=executable,
+            port=_process.free_ports(1)[0],
+            directory=directory,
+            appendonly=appendonly,
+            extra_config=extra_config or {},
+        )
+        with _live_lock:
+            _live_servers.add(server)
+        try:
+            server._launch(ready_timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / "redis.log"
+
+    def restart(self, ready_timeout: float = 15.0) -> None:
+        """Stop gracefully (if running) and start again on the same port and directory."""
+        if self._process is not None:
+            _process.stop_process(self._process, timeout=10.0)
+        self._launch(ready_timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would; `restart()` brings it back."""
+        if self._process is not None:
+            _process.kill_process(self._process)
+
+    def stop(self) -> None:
+        """Stop the server for good and delete its data directory."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            if self._process is not None:
+                _process.stop_process(self._process, timeout=10.0)
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            _process.reaper.forget_directory(self.directory)
+            with _live_lock:
+                _live_servers.discard(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _command(self) -> list[str]:
+        settings: dict[str, str] = {
+            "port": str(self.port),
+            "bind": self.host,
+            "dir": str(self.directory),
+            "daemonize": "no",
+            "logfile": str(self.log_file),
+            # No RDB snapshots: they would make "no persistence" untrue and cost time.
+            "save": "",
+            "appendonly": "yes" if self.appendonly else "no",
+            "appendfsync": "always",
+            **self.extra_config,
+        }
+        command = [self.executable]
+        for key, value in settings.items():
+            command += [f"--{key}", value]
+        return command
+
+    def _launch(self, ready_timeout: float) -> None:
+        if self._stopped:
+            raise RedisHarnessError("this RedisServer was stopped for good; start a new one")
+        if self.is_running:
+            raise RedisHarnessError(f"redis-server on port {self.port} is already running")
+        self._process = _process.start_session_process(
+            self._command(), cwd=self.directory, output=self.directory / "console.log"
+        )
+        deadline = time.monotonic() + ready_timeout
+        while not self._answers_ping():
+            code = self._process.poll()
+            if code is not None or time.monotonic() >= deadline:
+                reason = f"exited with code {code}" if code is not None else "did not answer"
+                raise RedisHarnessError(
+                    f"redis-server on port {self.port} {reason} within {ready_timeout:.0f} s\n"
+                    f"--- {self.log_file} ---\n{_process.tail(self.log_file)}\n"
+                    f"--- console ---\n{_process.tail(self.directory / 'console.log')}"
+                )
+            time.sleep(0.02)
+
+    def _answers_ping(self) -> bool:
+        # A raw inline PING keeps the harness independent of the client library; a
+        # server still loading its AOF answers -LOADING, which is not ready yet.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1.0) as connection:
+                connection.sendall(b"PING\r\n")
+                return connection.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
