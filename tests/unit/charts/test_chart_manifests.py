@@ -8,8 +8,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
+from tests.pod_security import is_workload, restricted_violations
 from tests.unit.charts.conftest import CI_VALUES, Manifest, Render
-from tests.unit.charts.restricted import is_workload, restricted_violations
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(1800)]
 

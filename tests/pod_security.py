@@ -203,3 +203,9 @@ def _sequence(value: Any) -> Sequence[Any]:
 
 def _strings(value: Any) -> list[str]:
     return [item for item in _sequence(value) if isinstance(item, str)]
+
+
+def assert_restricted(manifest: Mapping[str, Any]) -> None:
+    """Fail with every violation listed, naming the workload."""
+    problems = restricted_violations(manifest)
+    assert not problems, "violates Pod Security 'restricted':\n  " + "\n  ".join(problems)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.charts.restricted import pod_spec_of, restricted_violations
+from tests.pod_security import pod_spec_of, restricted_violations
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,262 @@
+"""Apache Airflow 3 from the official chart, with every secret it needs made by us.
+
+Decisions worth knowing:
+
+- Static keys. The chart would otherwise generate the fernet key, the `[api] secret_key` and
+  the JWT secret itself, and regenerate some of them on upgrade (logging every user out and
+  breaking task tokens). We derive all three from the seed and hand the chart one Secret.
+- Database: our own PostgreSQL (see `metadata_db`), the chart's bundled one is off.
+- Hooks: `helm.v3.Release` runs real Helm, which would run the migration and user-creation
+  jobs as post-install hooks, but only after `--wait` saw every pod Ready, and the pods wait
+  for the migration: a deadlock until the timeout. With `useHelmHooks: false` the jobs are
+  ordinary resources that run alongside, which also keeps these values valid for
+  template-style GitOps rendering (Argo CD, `helm template`).
+- Kafka: the connection `kafka_default` arrives as `AIRFLOW_CONN_KAFKA_DEFAULT` from a Secret
+  (the chart's `secret:` list), never as a plain value; the broker CA, which Strimzi writes in
+  the `starling` namespace, is copied into this namespace once Kafka is Ready.
+
+Chart value keys were checked against the chart 1.22 documentation where it could be read
+(`fernetKeySecretName`, `apiSecretKeySecretName`, `jwtSecretName`, `data.metadataSecretName`,
+`secret`, `volumes`, `volumeMounts`, `securityContexts`, `migrateDatabaseJob.useHelmHooks`,
+`createUserJob.useHelmHooks`, `dags.gitSync.*`); `dags.gitSync.securityContexts.container` is
+from older chart versions and is marked below as unverified for 1.22.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from starling_infra import meta
+from starling_infra.config import AirflowConfig, split_image
+from starling_infra.metadata_db import MetadataDatabase, MetadataDatabaseArgs
+from starling_infra.passwords import Purposes, derive_fernet_key, derive_password
+
+COMPONENT = "airflow"
+KEYS_SECRET = "starling-airflow-keys"  # not a name the chart renders itself
+KAFKA_CONNECTION_SECRET = "starling-airflow-kafka"
+KAFKA_CONNECTION_ENV = "AIRFLOW_CONN_KAFKA_DEFAULT"
+KAFKA_CA_SECRET = "starling-kafka-cluster-ca"
+KAFKA_CA_DIR = "/opt/airflow/secrets/kafka-ca"
+KAFKA_PRINCIPAL = "airflow"
+AIRFLOW_UID = 50000  # the `airflow` user of apache/airflow images (group 0 by design)
+
+
+def kafka_connection(password: str) -> str:
+    """The `kafka_default` connection as Airflow reads it from the environment (JSON form);
+    `extra` goes to librdkafka as is."""
+    return json.dumps(
+        {
+            "conn_type": "kafka",
+            "extra": {
+                "bootstrap.servers": meta.KAFKA_BOOTSTRAP,
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": f"starling-{KAFKA_PRINCIPAL}",
+                "sasl.password": password,
+                "ssl.ca.location": f"{KAFKA_CA_DIR}/ca.crt",
+                # The ACL grants the `starling-airflow` group prefix; tasks append to it.
+                "group.id": f"starling-{KAFKA_PRINCIPAL}",
+                # Offsets are committed by the operators after the work is done.
+                "enable.auto.commit": False,
+            },
+        },
+        sort_keys=True,
+    )
+
+
+def _restricted_pod_context() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": AIRFLOW_UID,
+        "runAsGroup": 0,
+        "fsGroup": 0,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _restricted_container_context() -> dict[str, Any]:
+    # No readOnlyRootFilesystem: Airflow writes logs and caches under AIRFLOW_HOME.
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def chart_values(
+    settings: AirflowConfig, image: str, pull_policy: str, database_secret: str
+) -> dict[str, Any]:
+    repository, tag = split_image(image)
+    celery = "CeleryExecutor" in settings.executor
+    git_sync = settings.dags == "gitSync"
+    values: dict[str, Any] = {
+        "airflowVersion": meta.AIRFLOW_VERSION,
+        "defaultAirflowRepository": repository,
+        "defaultAirflowTag": tag,
+        "images": {"airflow": {"repository": repository, "tag": tag, "pullPolicy": pull_policy}},
+        "executor": settings.executor,
+        "labels": {"app.kubernetes.io/part-of": meta.PART_OF},
+        # The namespace enforces "restricted"; these apply to every Airflow container.
+        "securityContexts": {
+            "pod": _restricted_pod_context(),
+            "containers": _restricted_container_context(),
+        },
+        "fernetKeySecretName": KEYS_SECRET,
+        "apiSecretKeySecretName": KEYS_SECRET,
+        "jwtSecretName": KEYS_SECRET,
+        "data": {"metadataSecretName": database_secret},
+        "postgresql": {"enabled": False},
+        "pgbouncer": {"enabled": False},
+        # Redis is the Celery broker; no other executor needs it.
+        "redis": {"enabled": celery},
+        # The statsd exporter's own security context is not ours to set; off until checked.
+        "statsd": {"enabled": False},
+        "networkPolicies": {"enabled": True},
+        "migrateDatabaseJob": {"useHelmHooks": False},
+        "createUserJob": {"useHelmHooks": False},
+        "secret": [
+            {
+                "envName": KAFKA_CONNECTION_ENV,
+                "secretName": KAFKA_CONNECTION_SECRET,
+                "secretKey": KAFKA_CONNECTION_ENV,
+            }
+        ],
+        "volumes": [{"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET}}],
+        "volumeMounts": [{"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}],
+        "config": {"core": {"load_examples": "False"}},
+        "dags": {
+            "persistence": {"enabled": False},
+            "gitSync": {"enabled": git_sync},
+        },
+    }
+    if git_sync:
+        values["dags"]["gitSync"] |= {
+            "repo": settings.git_sync_repo,
+            "branch": settings.git_sync_branch,
+            "subPath": settings.git_sync_sub_path,
+            # Unverified for chart 1.22 (present in earlier charts): git-sync's own context.
+            "securityContexts": {"container": _restricted_container_context()},
+        }
+    return values
+
+
+@dataclass(frozen=True)
+class AirflowArgs:
+    settings: AirflowConfig
+    image: str
+    postgres_image: str
+    pull_policy: str
+    namespace: pulumi.Input[str]
+    secret_seed: pulumi.Output[str]
+    kafka_password: pulumi.Output[str]
+    # The Kafka resource: the CA copy reads Strimzi's CA Secret once Kafka is Ready.
+    kafka: pulumi.CustomResource
+    kafka_namespace: str
+
+
+class Airflow(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    database: MetadataDatabase
+    url: str
+    port_forward: str
+
+    def __init__(
+        self, name: str, args: AirflowArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("starling:airflow:Airflow", name, None, opts)
+        settings = args.settings
+        child = pulumi.ResourceOptions(parent=self)
+
+        def metadata(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=object_name,
+                namespace=args.namespace,
+                labels=meta.labels(meta.AIRFLOW_RELEASE, COMPONENT),
+            )
+
+        self.database = MetadataDatabase(
+            f"{name}-db",
+            MetadataDatabaseArgs(
+                image=args.postgres_image,
+                pull_policy=args.pull_policy,
+                namespace=args.namespace,
+                secret_seed=args.secret_seed,
+                storage_size=settings.database_size,
+                storage_class=settings.storage_class,
+            ),
+            opts=child,
+        )
+
+        keys = k8s.core.v1.Secret(
+            f"{name}-keys",
+            metadata=metadata(KEYS_SECRET),
+            type="Opaque",
+            string_data={
+                "fernet-key": derive_fernet_key(args.secret_seed, Purposes.AIRFLOW_FERNET),
+                "api-secret-key": derive_password(args.secret_seed, Purposes.AIRFLOW_API_SECRET),
+                "jwt-secret": derive_password(args.secret_seed, Purposes.AIRFLOW_JWT_SECRET),
+            },
+            opts=child,
+        )
+        # Secret already (derived from the seed); marked again so it stays one if that changes.
+        connection_json: pulumi.Output[str] = pulumi.Output.secret(
+            args.kafka_password.apply(kafka_connection)
+        )
+        connection = k8s.core.v1.Secret(
+            f"{name}-kafka-connection",
+            metadata=metadata(KAFKA_CONNECTION_SECRET),
+            type="Opaque",
+            string_data={KAFKA_CONNECTION_ENV: connection_json},
+            opts=child,
+        )
+
+        # Strimzi writes the CA only after it reconciled the cluster; the id is derived from the
+        # Kafka resource so the read happens after it (which waits for Ready) and is skipped
+        # in a preview where Kafka does not exist yet.
+        strimzi_ca = k8s.core.v1.Secret.get(
+            f"{name}-strimzi-cluster-ca",
+            args.kafka.id.apply(lambda _: f"{args.kafka_namespace}/{meta.KAFKA_CLUSTER_CA_SECRET}"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.kafka]),
+        )
+        ca_copy = k8s.core.v1.Secret(
+            f"{name}-kafka-ca",
+            metadata=metadata(KAFKA_CA_SECRET),
+            type="Opaque",
+            data={"ca.crt": strimzi_ca.data.apply(lambda data: data["ca.crt"])},
+            opts=child,
+        )
+
+        repository_opts = k8s.helm.v3.RepositoryOptsArgs(repo=meta.AIRFLOW_CHART_REPO)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            k8s.helm.v3.ReleaseArgs(
+                name=meta.AIRFLOW_RELEASE,
+                chart=meta.AIRFLOW_CHART,
+                version=meta.AIRFLOW_CHART_VERSION,
+                repository_opts=repository_opts,
+                namespace=args.namespace,
+                values=chart_values(
+                    settings, args.image, args.pull_policy, self.database.secret_name
+                ),
+                # First installs pull several images and migrate the database.
+                timeout=1200,
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.database.stateful_set, keys, connection, ca_copy],
+            ),
+        )
+
+        service = f"{meta.AIRFLOW_RELEASE}-api-server"
+        self.url = f"http://{service}.{meta.AIRFLOW_NAMESPACE}.svc:{meta.AIRFLOW_API_PORT}"
+        self.port_forward = (
+            f"kubectl -n {meta.AIRFLOW_NAMESPACE} port-forward svc/{service} "
+            f"{meta.AIRFLOW_API_PORT}:{meta.AIRFLOW_API_PORT}"
+        )
+        self.register_outputs({"url": self.url, "portForward": self.port_forward})

@@ -1,0 +1,111 @@
+"""The stream services and the gateway, from our own chart `charts/starling-services`.
+
+This component only computes values; what the chart renders is the chart's business, so the
+same chart can be deployed by a GitOps tool with the same values. The values follow the
+contract agreed with the chart (its values.schema.json is the authority).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from starling_infra import meta
+from starling_infra.config import ServicesConfig, split_image
+
+
+def _service_values(name: str, settings: ServicesConfig) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "replicas": settings.replicas,
+        # The Secret of this name is written by the Strimzi User Operator (key `password`).
+        "kafkaUser": f"starling-{name}",
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "128Mi"},
+            "limits": {"memory": "256Mi"},
+        },
+        "autoscaling": {
+            "enabled": settings.autoscaling,
+            "minReplicas": settings.replicas,
+            "maxReplicas": settings.max_replicas,
+            "targetCPUUtilizationPercentage": 75,
+        },
+    }
+
+
+def chart_values(
+    settings: ServicesConfig,
+    image: str,
+    pull_policy: str,
+    store_host: str,
+    store_password_secret: str,
+) -> dict[str, Any]:
+    repository, tag = split_image(image)
+    return {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": pull_policy},
+        "kafka": {
+            "bootstrapServers": meta.KAFKA_BOOTSTRAP,
+            "securityProtocol": "SASL_SSL",
+            "saslMechanism": "SCRAM-SHA-512",
+            "caSecret": {"name": meta.KAFKA_CLUSTER_CA_SECRET, "key": "ca.crt"},
+        },
+        "store": {
+            "host": store_host,
+            "port": meta.STORE_PORT,
+            "passwordSecret": {"name": store_password_secret, "key": "password"},
+        },
+        "services": {name: _service_values(name, settings) for name in meta.SERVICE_NAMES},
+        "networkPolicy": {"enabled": settings.network_policy},
+        "podDisruptionBudget": {"enabled": settings.pod_disruption_budget, "minAvailable": 1},
+        "metrics": {"port": meta.METRICS_PORT},
+        "gateway": {"service": {"type": "ClusterIP", "port": meta.GATEWAY_PORT}},
+    }
+
+
+@dataclass(frozen=True)
+class ServicesArgs:
+    settings: ServicesConfig
+    image: str
+    pull_policy: str
+    namespace: pulumi.Input[str]
+    store_host: str
+    store_password_secret: str
+    # Kafka users and topics (their Secrets must exist before a pod starts) and the store.
+    depends_on: Sequence[pulumi.Resource]
+
+
+class Services(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    gateway_url: str
+
+    def __init__(
+        self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("starling:services:Services", name, None, opts)
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            k8s.helm.v3.ReleaseArgs(
+                name=meta.SERVICES_RELEASE,
+                # A local chart: its path is absolute because Pulumi runs us from infra/.
+                chart=str(meta.SERVICES_CHART_DIR),
+                namespace=args.namespace,
+                values=chart_values(
+                    args.settings,
+                    args.image,
+                    args.pull_policy,
+                    args.store_host,
+                    args.store_password_secret,
+                ),
+                timeout=600,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+        )
+        # The chart names the gateway Service `<release>-gateway`.
+        self.gateway_url = (
+            f"http://{meta.SERVICES_RELEASE}-gateway.{meta.NAMESPACE}.svc:{meta.GATEWAY_PORT}"
+        )
+        self.register_outputs({"gatewayUrl": self.gateway_url})

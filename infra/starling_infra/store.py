@@ -1,0 +1,273 @@
+"""The store: a single Valkey (Redis protocol) that holds timelines, notifications and trends.
+
+One replica is enough for what it holds: every entry can be rebuilt from Kafka. It runs as the
+image's unprivileged user under the restricted profile, with its config (and password) in a
+Secret file rather than on the command line, where any process could read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from starling_infra import meta
+from starling_infra.config import StoreConfig
+from starling_infra.passwords import Purposes, derive_password
+from starling_infra.security import (
+    restricted_container_security_context,
+    restricted_pod_security_context,
+)
+
+COMPONENT = "store"
+VALKEY_UID = 999  # the `valkey` user of the official image
+PASSWORD_KEY = "password"
+CONFIG_KEY = "valkey.conf"
+DATA_DIR = "/data"
+CONFIG_DIR = "/etc/valkey"
+
+
+def valkey_conf(password: str, persistent: bool, max_memory_bytes: int) -> str:
+    lines = [
+        "bind * -::*",
+        f"port {meta.STORE_PORT}",
+        f"requirepass {password}",
+        f"dir {DATA_DIR}",
+        # Leave headroom under the container limit for replication buffers and forks.
+        f"maxmemory {max_memory_bytes}",
+        # Only keys with a TTL (caches) may be evicted; timelines and notifications may not.
+        "maxmemory-policy volatile-lru",
+    ]
+    if persistent:
+        lines += ["appendonly yes", "appendfsync everysec"]
+    else:
+        # Nothing survives the pod anyway; skip the disk writes.
+        lines += ["appendonly no", 'save ""']
+    return "\n".join(lines) + "\n"
+
+
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+def quantity_bytes(quantity: str) -> int:
+    for suffix, factor in _UNITS.items():
+        if quantity.endswith(suffix):
+            return int(float(quantity.removesuffix(suffix)) * factor)
+    return int(float(quantity))
+
+
+@dataclass(frozen=True)
+class StoreArgs:
+    settings: StoreConfig
+    image: str
+    pull_policy: str
+    namespace: pulumi.Input[str]
+    secret_seed: pulumi.Output[str]
+
+
+class Store(pulumi.ComponentResource):
+    host: str
+    port: int
+    password_secret_name: str
+    password: pulumi.Output[str]
+    stateful_set: k8s.apps.v1.StatefulSet
+
+    def __init__(
+        self, name: str, args: StoreArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("starling:store:Store", name, None, opts)
+        settings = args.settings
+        labels = meta.labels(meta.STORE_NAME, COMPONENT)
+        selector = meta.selector_labels(meta.STORE_NAME)
+        child = pulumi.ResourceOptions(parent=self)
+        persistent = settings.persistence_size is not None
+
+        def metadata(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
+            return k8s.meta.v1.ObjectMetaArgs(
+                name=object_name, namespace=args.namespace, labels=labels
+            )
+
+        self.password = derive_password(args.secret_seed, Purposes.VALKEY)
+        max_memory = int(quantity_bytes(settings.memory) * 0.8)
+        secret = k8s.core.v1.Secret(
+            f"{name}-secret",
+            metadata=metadata(meta.STORE_NAME),
+            type="Opaque",
+            string_data={
+                PASSWORD_KEY: self.password,
+                CONFIG_KEY: self.password.apply(
+                    lambda password: valkey_conf(password, persistent, max_memory)
+                ),
+            },
+            opts=child,
+        )
+        self.password_secret_name = meta.STORE_NAME
+
+        service_port = k8s.core.v1.ServicePortArgs(
+            name="valkey", port=meta.STORE_PORT, target_port="valkey", protocol="TCP"
+        )
+        headless = k8s.core.v1.Service(
+            f"{name}-headless",
+            metadata=metadata(f"{meta.STORE_NAME}-headless"),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None", selector=selector, ports=[service_port]
+            ),
+            opts=child,
+        )
+        k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=metadata(meta.STORE_NAME),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP", selector=selector, ports=[service_port]
+            ),
+            opts=child,
+        )
+
+        self.stateful_set = k8s.apps.v1.StatefulSet(
+            f"{name}-statefulset",
+            metadata=metadata(meta.STORE_NAME),
+            spec=self._stateful_set_spec(args, labels, selector, persistent),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, headless]),
+        )
+
+        # Only our own pods (services, tools) and Airflow may talk to the store.
+        k8s.networking.v1.NetworkPolicy(
+            f"{name}-network-policy",
+            metadata=metadata(meta.STORE_NAME),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+                policy_types=["Ingress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=[
+                            k8s.networking.v1.NetworkPolicyPeerArgs(
+                                pod_selector=k8s.meta.v1.LabelSelectorArgs(
+                                    match_labels={"app.kubernetes.io/part-of": meta.PART_OF}
+                                )
+                            ),
+                            k8s.networking.v1.NetworkPolicyPeerArgs(
+                                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                                    match_labels={
+                                        "kubernetes.io/metadata.name": meta.AIRFLOW_NAMESPACE
+                                    }
+                                )
+                            ),
+                        ],
+                        ports=[
+                            k8s.networking.v1.NetworkPolicyPortArgs(
+                                port=meta.STORE_PORT, protocol="TCP"
+                            )
+                        ],
+                    )
+                ],
+            ),
+            opts=child,
+        )
+
+        self.host = f"{meta.STORE_NAME}.{meta.NAMESPACE}.svc"
+        self.port = meta.STORE_PORT
+        self.register_outputs({"host": self.host, "port": self.port})
+
+    def _stateful_set_spec(
+        self,
+        args: StoreArgs,
+        labels: dict[str, str],
+        selector: dict[str, str],
+        persistent: bool,
+    ) -> k8s.apps.v1.StatefulSetSpecArgs:
+        settings = args.settings
+        auth_env = [
+            # valkey-cli reads the password from the environment, so the probe's command line
+            # never carries it (REDISCLI_AUTH is the older name it still honours).
+            k8s.core.v1.EnvVarArgs(
+                name=variable,
+                value_from=k8s.core.v1.EnvVarSourceArgs(
+                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                        name=meta.STORE_NAME, key=PASSWORD_KEY
+                    )
+                ),
+            )
+            for variable in ("VALKEYCLI_AUTH", "REDISCLI_AUTH")
+        ]
+        ping = k8s.core.v1.ExecActionArgs(
+            command=["sh", "-c", "valkey-cli -h 127.0.0.1 ping | grep -q PONG"]
+        )
+        volumes = [
+            k8s.core.v1.VolumeArgs(
+                name="config",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=meta.STORE_NAME,
+                    items=[k8s.core.v1.KeyToPathArgs(key=CONFIG_KEY, path=CONFIG_KEY)],
+                    default_mode=0o440,
+                ),
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="64Mi")
+            ),
+        ]
+        claims = None
+        if persistent:
+            claims = [
+                k8s.core.v1.PersistentVolumeClaimArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name="data", labels=labels),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=settings.storage_class,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                            requests={"storage": settings.persistence_size or ""}
+                        ),
+                    ),
+                )
+            ]
+        else:
+            volumes.append(
+                k8s.core.v1.VolumeArgs(
+                    name="data",
+                    empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=settings.memory),
+                )
+            )
+        container = k8s.core.v1.ContainerArgs(
+            name="valkey",
+            image=args.image,
+            image_pull_policy=args.pull_policy,
+            command=["valkey-server", f"{CONFIG_DIR}/{CONFIG_KEY}"],
+            ports=[
+                k8s.core.v1.ContainerPortArgs(
+                    name="valkey", container_port=meta.STORE_PORT, protocol="TCP"
+                )
+            ],
+            env=auth_env,
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": settings.cpu, "memory": settings.memory},
+                limits={"memory": settings.memory},
+            ),
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                exec_=ping, initial_delay_seconds=10, period_seconds=10, timeout_seconds=3
+            ),
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                exec_=ping, initial_delay_seconds=3, period_seconds=5, timeout_seconds=3
+            ),
+            security_context=restricted_container_security_context(),
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
+                k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            ],
+        )
+        return k8s.apps.v1.StatefulSetSpecArgs(
+            replicas=1,
+            service_name=f"{meta.STORE_NAME}-headless",
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+            volume_claim_templates=claims,
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                spec=k8s.core.v1.PodSpecArgs(
+                    automount_service_account_token=False,
+                    enable_service_links=False,
+                    security_context=restricted_pod_security_context(VALKEY_UID),
+                    containers=[container],
+                    volumes=volumes,
+                ),
+            ),
+        )

@@ -1,0 +1,92 @@
+"""The Strimzi Cluster Operator and its CRDs.
+
+Two ways in, chosen by config:
+
+- `crdsFrom: chart` (default): the pinned operator chart installs the operator and, from its
+  `crds/` folder, the CRDs. Helm never upgrades CRDs, which is fine while the pin is fixed.
+- `crdsFrom: directory`: Pulumi applies the CRD YAMLs itself (and tells Helm to skip its
+  copy). This is the hook for an API-server-only CI cluster, which sets
+  `installOperator: false` and applies `../shared/strimzi-crds/1.2.0` so the Kafka custom
+  resources are admitted and validated without anything reconciling them.
+
+Either way `ready` lists what every Strimzi custom resource must depend on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from starling_infra import meta
+
+# Pod Security "restricted" for everything the operator creates (brokers, controllers, entity
+# operator): Strimzi's default provider only meets "baseline", which our namespace rejects.
+POD_SECURITY_PROVIDER_ENV = {"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"}
+
+
+@dataclass(frozen=True)
+class StrimziOperatorArgs:
+    install_operator: bool
+    crds_from: Literal["chart", "directory"]
+    crds_directory: Path
+    operator_namespace: pulumi.Input[str]
+    watch_namespace: pulumi.Input[str]
+    depends_on: tuple[pulumi.Resource, ...] = field(default_factory=tuple)
+
+
+def operator_values(watch_namespace: pulumi.Input[str]) -> dict[str, object]:
+    """Values of the operator chart (keys from its values.yaml at 1.2.0)."""
+    return {
+        # Only our namespace: the operator needs no cluster-wide watch rights.
+        "watchNamespaces": [watch_namespace],
+        "extraEnvs": [POD_SECURITY_PROVIDER_ENV],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "384Mi"},
+            "limits": {"memory": "384Mi"},
+        },
+    }
+
+
+class StrimziOperator(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release | None
+    crds: k8s.yaml.v2.ConfigGroup | None
+    ready: list[pulumi.Resource]
+
+    def __init__(
+        self, name: str, args: StrimziOperatorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("starling:strimzi:StrimziOperator", name, None, opts)
+        self.crds = None
+        self.release = None
+        if args.crds_from == "directory":
+            files = sorted(str(path) for path in args.crds_directory.glob("*.yaml"))
+            self.crds = k8s.yaml.v2.ConfigGroup(
+                f"{name}-crds",
+                files=files,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
+            )
+        if args.install_operator:
+            self.release = k8s.helm.v3.Release(
+                f"{name}-operator",
+                k8s.helm.v3.ReleaseArgs(
+                    name="strimzi-cluster-operator",
+                    chart=meta.STRIMZI_CHART,
+                    version=meta.STRIMZI_VERSION,
+                    namespace=args.operator_namespace,
+                    values=operator_values(args.watch_namespace),
+                    skip_crds=args.crds_from == "directory",
+                    timeout=600,
+                ),
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[*args.depends_on, *([self.crds] if self.crds else [])],
+                ),
+            )
+        self.ready = [resource for resource in (self.crds, self.release) if resource is not None]
+        self.register_outputs(
+            {"release": self.release.name if self.release else None, "crdsFrom": args.crds_from}
+        )

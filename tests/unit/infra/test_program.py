@@ -1,0 +1,502 @@
+"""The resource graph of the dev and prod stacks: what exists, how it is wired, what it says."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from starling.access import PRINCIPALS, PrincipalKind
+from starling.topics import CATALOG
+from tests.unit.infra.harness import REPO_ROOT, ProgramRun, run_program
+
+pytestmark = pytest.mark.unit
+
+STRIMZI_KINDS = ("Kafka", "KafkaNodePool", "KafkaTopic", "KafkaUser")
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+STANDARD_LABELS = (
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/component",
+    "app.kubernetes.io/part-of",
+    "app.kubernetes.io/managed-by",
+)
+N_TOPICS = len(list(CATALOG.all_topics()))
+N_SERVICE_PRINCIPALS = sum(p.kind is not PrincipalKind.DEV_TOOL for p in PRINCIPALS)
+N_PRINCIPALS = len(PRINCIPALS)
+
+
+def _count(run: ProgramRun) -> Counter[str]:
+    return Counter(r.type.split(":")[-1] for r in run.resources)
+
+
+def test_dev_resource_graph(dev_run: ProgramRun) -> None:
+    assert _count(dev_run) == Counter(
+        {
+            "Namespaces": 1,
+            "StrimziOperator": 1,
+            "KafkaCluster": 1,
+            "Store": 1,
+            "Airflow": 1,
+            "MetadataDatabase": 1,
+            "Services": 1,
+            "Namespace": 3,
+            "Release": 3,
+            "ConfigMap": 1,
+            # user passwords + store + database + airflow keys + kafka connection + CA copy
+            "Secret": N_PRINCIPALS + 5,
+            "Service": 3,
+            "StatefulSet": 2,
+            "NetworkPolicy": 2,
+            "KafkaNodePool": 1,
+            "Kafka": 1,
+            "KafkaTopic": N_TOPICS,
+            "KafkaUser": N_PRINCIPALS,
+        }
+    )
+
+
+def test_prod_resource_graph(prod_run: ProgramRun) -> None:
+    counts = _count(prod_run)
+    assert counts["KafkaNodePool"] == 2
+    assert counts["KafkaUser"] == N_SERVICE_PRINCIPALS  # no dev tools in production
+    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 5
+    assert counts["KafkaTopic"] == N_TOPICS
+    assert counts["Release"] == 3
+
+
+def test_every_child_belongs_to_a_component(stack_run: ProgramRun) -> None:
+    components = {r.urn for r in stack_run.resources if not r.custom}
+    for resource in stack_run.resources:
+        if resource.custom:
+            assert resource.parent in components, f"{resource.name} is not inside a component"
+        else:
+            assert resource.type.startswith("starling:"), resource.type
+
+
+def test_child_names_derive_from_their_component(stack_run: ProgramRun) -> None:
+    by_urn = {r.urn: r for r in stack_run.resources}
+    for resource in stack_run.resources:
+        parent = by_urn.get(resource.parent)
+        if parent is not None:
+            assert resource.name.startswith(parent.name + "-"), (parent.name, resource.name)
+
+
+@pytest.mark.parametrize("kind", STRIMZI_KINDS)
+def test_every_strimzi_resource_depends_on_the_operator(stack_run: ProgramRun, kind: str) -> None:
+    operator = stack_run.named("strimzi-operator")
+    resources = stack_run.of_kind(kind)
+    assert resources
+    for resource in resources:
+        assert operator.urn in resource.dependencies, f"{kind} {resource.name}"
+
+
+def test_crds_from_directory_without_operator() -> None:
+    """The hook for an API-server-only cluster: CRDs applied by Pulumi, no operator."""
+    run = run_program(
+        "dev",
+        overrides={
+            "starling:strimzi.installOperator": False,
+            "starling:strimzi.crdsFrom": "directory",
+            "starling:kafka.waitForReady": False,
+            "starling:airflow.enabled": False,
+            "starling:services.enabled": False,
+        },
+    )
+    (crds,) = run.of_type("kubernetes:yaml/v2:ConfigGroup")
+    assert any(f.endswith("040-Crd-kafka.yaml") for f in crds.inputs["files"])
+    assert not run.of_type("kubernetes:helm.sh/v3:Release")
+    assert "strimzi" not in {r.inputs["metadata"]["name"] for r in run.of_kind("Namespace")}
+    for kind in STRIMZI_KINDS:
+        for resource in run.of_kind(kind):
+            assert crds.urn in resource.dependencies
+            # Nothing reconciles here, so nothing may wait for Ready.
+            assert "pulumi.com/waitFor" not in (
+                resource.inputs["metadata"].get("annotations") or {}
+            )
+
+
+def test_crds_from_directory_with_operator_skips_the_charts_crds() -> None:
+    run = run_program("dev", overrides={"starling:strimzi.crdsFrom": "directory"})
+    release = run.named("strimzi-operator")
+    (crds,) = run.of_type("kubernetes:yaml/v2:ConfigGroup")
+    assert release.inputs["skipCrds"] is True
+    assert crds.urn in release.dependencies
+
+
+def test_namespaces_enforce_restricted(stack_run: ProgramRun) -> None:
+    names = set()
+    for namespace in stack_run.of_kind("Namespace"):
+        labels = namespace.inputs["metadata"]["labels"]
+        names.add(namespace.inputs["metadata"]["name"])
+        for mode in ("enforce", "audit", "warn"):
+            assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    assert names == {"starling", "starling-airflow", "strimzi"}
+
+
+def test_every_object_carries_the_standard_labels(stack_run: ProgramRun) -> None:
+    for resource in stack_run.kubernetes_objects():
+        labels = resource.inputs["metadata"].get("labels") or {}
+        missing = [label for label in STANDARD_LABELS if label not in labels]
+        assert not missing, f"{resource.kind} {resource.name} lacks {missing}"
+        assert labels["app.kubernetes.io/part-of"] == "starling"
+        assert labels["app.kubernetes.io/managed-by"] == "pulumi"
+
+
+def test_object_names_are_valid_kubernetes_names(stack_run: ProgramRun) -> None:
+    for resource in stack_run.kubernetes_objects():
+        name = resource.inputs["metadata"]["name"]
+        assert DNS_SUBDOMAIN.match(name) and len(name) <= 253, name
+
+
+def test_strimzi_operator_release(stack_run: ProgramRun) -> None:
+    release = stack_run.named("strimzi-operator").inputs
+    assert release["chart"] == "oci://quay.io/strimzi-helm/strimzi-kafka-operator"
+    assert release["version"] == "1.2.0"
+    assert release["namespace"] == "strimzi"
+    assert release["values"]["watchNamespaces"] == ["starling"]
+    assert {"name": "STRIMZI_POD_SECURITY_PROVIDER_CLASS", "value": "restricted"} in release[
+        "values"
+    ]["extraEnvs"]
+
+
+def _kafka(run: ProgramRun) -> dict[str, Any]:
+    (kafka,) = run.of_kind("Kafka")
+    assert kafka.inputs["metadata"]["name"] == "starling"
+    return kafka.inputs
+
+
+def test_kafka_listens_only_with_tls_and_scram(stack_run: ProgramRun) -> None:
+    spec = _kafka(stack_run)["spec"]["kafka"]
+    assert spec["version"] == "4.3.1"
+    assert spec["metadataVersion"] == "4.3-IV0"
+    (listener,) = spec["listeners"]
+    assert listener["name"] == "tls"
+    assert listener["port"] == 9093
+    assert listener["tls"] is True
+    assert listener["authentication"] == {"type": "scram-sha-512"}
+    assert listener["networkPolicyPeers"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "starling"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "starling-airflow"}}},
+    ]
+    assert spec["authorization"] == {"type": "simple", "superUsers": []}
+
+
+def test_kafka_metrics_come_from_our_config_map(stack_run: ProgramRun) -> None:
+    metrics = _kafka(stack_run)["spec"]["kafka"]["metricsConfig"]
+    assert metrics["type"] == "jmxPrometheusExporter"
+    ref = metrics["valueFrom"]["configMapKeyRef"]
+    (config_map,) = stack_run.of_kind("ConfigMap")
+    assert config_map.inputs["metadata"]["name"] == ref["name"]
+    rules = json.loads(config_map.inputs["data"][ref["key"]])["rules"]
+    assert rules and all({"pattern", "name", "type"} <= set(rule) for rule in rules)
+
+
+def test_kafka_has_both_entity_operators(stack_run: ProgramRun) -> None:
+    entity = _kafka(stack_run)["spec"]["entityOperator"]
+    assert set(entity) == {"topicOperator", "userOperator"}
+
+
+@pytest.mark.parametrize(
+    ("stack", "rf", "min_isr"), [("dev", 1, 1), ("prod", 3, 2)], ids=["dev", "prod"]
+)
+def test_broker_config_follows_the_cluster_size(
+    dev_run: ProgramRun, prod_run: ProgramRun, stack: str, rf: int, min_isr: int
+) -> None:
+    config = _kafka(dev_run if stack == "dev" else prod_run)["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] == rf
+    assert config["offsets.topic.replication.factor"] == rf
+    assert config["transaction.state.log.replication.factor"] == rf
+    assert config["min.insync.replicas"] == min_isr
+    assert config["transaction.state.log.min.isr"] == min_isr
+    assert config["unclean.leader.election.enable"] is False
+    assert config["auto.create.topics.enable"] is False
+
+
+def test_broker_config_avoids_keys_strimzi_forbids(stack_run: ProgramRun) -> None:
+    # KafkaClusterSpec.FORBIDDEN_PREFIXES in Strimzi 1.2 (the operator rejects these).
+    forbidden = (
+        "listeners", "advertised.", "broker.", "listener.", "host.name", "port",
+        "inter.broker.listener.name", "sasl.", "ssl.", "security.", "password.", "log.dir",
+        "authorizer.", "super.user", "node.id", "process.roles", "controller.",
+        "metadata.log.dir",
+    )  # fmt: skip
+    for key in _kafka(stack_run)["spec"]["kafka"]["config"]:
+        assert not key.startswith(forbidden), key
+
+
+def test_dev_runs_one_dual_role_pool(dev_run: ProgramRun) -> None:
+    (pool,) = dev_run.of_kind("KafkaNodePool")
+    spec = pool.inputs["spec"]
+    assert pool.inputs["metadata"]["name"] == "dual-role"
+    assert pool.inputs["metadata"]["labels"]["strimzi.io/cluster"] == "starling"
+    assert spec["replicas"] == 1
+    assert sorted(spec["roles"]) == ["broker", "controller"]
+    (volume,) = spec["storage"]["volumes"]
+    assert volume["type"] == "ephemeral"
+    assert volume["kraftMetadata"] == "shared"
+
+
+def test_prod_separates_controllers_and_brokers(prod_run: ProgramRun) -> None:
+    pools = {
+        p.inputs["metadata"]["name"]: p.inputs["spec"] for p in prod_run.of_kind("KafkaNodePool")
+    }
+    assert set(pools) == {"controller", "broker"}
+    assert pools["controller"]["roles"] == ["controller"]
+    assert pools["broker"]["roles"] == ["broker"]
+    for spec in pools.values():
+        assert spec["replicas"] == 3
+        (volume,) = spec["storage"]["volumes"]
+        assert volume["type"] == "persistent-claim"
+        assert volume["deleteClaim"] is False
+    rack = _kafka(prod_run)["spec"]["kafka"]["rack"]
+    assert rack["topologyKey"] == "topology.kubernetes.io/zone"
+
+
+def test_broker_resources_sit_on_the_node_pools(stack_run: ProgramRun) -> None:
+    assert "resources" not in _kafka(stack_run)["spec"]["kafka"]
+    for pool in stack_run.of_kind("KafkaNodePool"):
+        resources = pool.inputs["spec"]["resources"]
+        assert resources["requests"]["memory"] == resources["limits"]["memory"]
+
+
+def test_topics_are_exactly_the_catalog(stack_run: ProgramRun) -> None:
+    brokers = 1 if stack_run.stack == "dev" else 3
+    expected = {spec.name: spec for spec in CATALOG.for_cluster(brokers).all_topics()}
+    topics = {t.inputs["spec"]["topicName"]: t.inputs for t in stack_run.of_kind("KafkaTopic")}
+    assert set(topics) == set(expected)
+    for name, topic in topics.items():
+        spec = expected[name]
+        assert topic["metadata"]["name"] == name
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == "starling"
+        assert topic["spec"] == {
+            "topicName": name,
+            "partitions": spec.partitions,
+            "replicas": spec.replicas,
+            "config": spec.kafka_config(),
+        }
+
+
+def test_users_get_their_derived_password_from_our_secret(stack_run: ProgramRun) -> None:
+    secrets = {s.inputs["metadata"]["name"]: s for s in stack_run.of_kind("Secret")}
+    expected = {
+        f"starling-{p.name}"
+        for p in PRINCIPALS
+        if p.kind is not PrincipalKind.DEV_TOOL or stack_run.stack == "dev"
+    }
+    users = {u.inputs["metadata"]["name"]: u for u in stack_run.of_kind("KafkaUser")}
+    assert set(users) == expected
+    for name, user in users.items():
+        authentication = user.inputs["spec"]["authentication"]
+        ref = authentication["password"]["valueFrom"]["secretKeyRef"]
+        assert authentication["type"] == "scram-sha-512"
+        assert ref == {"name": f"{name}-password", "key": "password"}
+        assert ref["name"] in secrets
+        assert secrets[ref["name"]].urn in user.dependencies
+        assert user.inputs["metadata"]["labels"]["strimzi.io/cluster"] == "starling"
+
+
+def test_pulumi_waits_for_strimzi_to_report_ready(stack_run: ProgramRun) -> None:
+    for kind in ("Kafka", "KafkaTopic", "KafkaUser"):
+        for resource in stack_run.of_kind(kind):
+            annotations = resource.inputs["metadata"]["annotations"]
+            assert annotations["pulumi.com/waitFor"] == "condition=Ready"
+
+
+def test_store(stack_run: ProgramRun) -> None:
+    (statefulset,) = [s for s in stack_run.of_kind("StatefulSet") if s.name == "store-statefulset"]
+    spec = statefulset.inputs["spec"]
+    (container,) = spec["template"]["spec"]["containers"]
+    assert re.match(r"^valkey/valkey:\d+\.\d+\.\d+$", container["image"])
+    assert container["command"] == ["valkey-server", "/etc/valkey/valkey.conf"]
+    assert "ping" in " ".join(container["livenessProbe"]["exec"]["command"])
+    assert container["resources"]["limits"]["memory"]
+    secret = stack_run.named("store-secret").inputs
+    assert secret["stringData"]["valkey.conf"].count("requirepass ") == 1
+    assert "stringData" in stack_run.named("store-secret").secret_paths
+    claims = spec.get("volumeClaimTemplates")
+    if stack_run.stack == "prod":
+        assert claims[0]["spec"]["resources"]["requests"]["storage"] == "10Gi"
+        assert "appendonly yes" in secret["stringData"]["valkey.conf"]
+    else:
+        assert not claims
+
+
+def test_store_admits_only_starling_pods_and_airflow(stack_run: ProgramRun) -> None:
+    policy = stack_run.named("store-network-policy").inputs["spec"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "starling"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "starling-airflow"}}},
+    ]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+
+
+def test_airflow_release(stack_run: ProgramRun) -> None:
+    release = stack_run.named("airflow-release").inputs
+    assert release["chart"] == "airflow"
+    assert release["version"] == "1.22.0"
+    assert release["repositoryOpts"] == {"repo": "https://airflow.apache.org"}
+    assert release["namespace"] == "starling-airflow"
+    values = release["values"]
+    assert values["airflowVersion"] == "3.3.2"
+    assert values["executor"] == (
+        "LocalExecutor" if stack_run.stack == "dev" else "KubernetesExecutor"
+    )
+    assert values["postgresql"] == {"enabled": False}
+    assert values["migrateDatabaseJob"]["useHelmHooks"] is False
+    assert values["createUserJob"]["useHelmHooks"] is False
+    assert values["data"]["metadataSecretName"] == "starling-airflow-db"
+    for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
+        assert values[key] == "starling-airflow-keys"
+    assert values["secret"] == [
+        {
+            "envName": "AIRFLOW_CONN_KAFKA_DEFAULT",
+            "secretName": "starling-airflow-kafka",
+            "secretKey": "AIRFLOW_CONN_KAFKA_DEFAULT",
+        }
+    ]
+    assert values["dags"]["gitSync"]["enabled"] is False
+    assert values["securityContexts"]["pod"]["runAsNonRoot"] is True
+
+
+def test_airflow_values_carry_no_secret(stack_run: ProgramRun) -> None:
+    values = json.dumps(stack_run.named("airflow-release").inputs["values"])
+    for secret in stack_run.of_kind("Secret"):
+        for value in (secret.inputs.get("stringData") or {}).values():
+            assert value not in values
+
+
+def test_airflow_git_sync() -> None:
+    run = run_program(
+        "dev",
+        overrides={
+            "starling:airflow.dags": "gitSync",
+            "starling:airflow.gitSyncRepo": "https://example.org/dags.git",
+        },
+    )
+    git_sync = run.named("airflow-release").inputs["values"]["dags"]["gitSync"]
+    assert git_sync["enabled"] is True
+    assert git_sync["repo"] == "https://example.org/dags.git"
+    assert git_sync["subPath"] == "dags"
+
+
+def test_airflow_kafka_connection(stack_run: ProgramRun) -> None:
+    secret = stack_run.named("airflow-kafka-connection")
+    assert secret.secret_paths == {"stringData"}
+    connection = json.loads(secret.inputs["stringData"]["AIRFLOW_CONN_KAFKA_DEFAULT"])
+    extra = connection["extra"]
+    password = stack_run.named("kafka-user-airflow-password").inputs["stringData"]["password"]
+    assert connection["conn_type"] == "kafka"
+    assert extra["bootstrap.servers"] == "starling-kafka-bootstrap.starling.svc:9093"
+    assert extra["security.protocol"] == "SASL_SSL"
+    assert extra["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert extra["sasl.username"] == "starling-airflow"
+    assert extra["sasl.password"] == password
+    assert extra["group.id"].startswith("starling-airflow")
+    assert extra["enable.auto.commit"] is False
+    mount = stack_run.named("airflow-release").inputs["values"]["volumeMounts"][0]["mountPath"]
+    assert extra["ssl.ca.location"] == f"{mount}/ca.crt"
+
+
+def test_airflow_trusts_the_cluster_ca_copied_after_kafka_is_ready(stack_run: ProgramRun) -> None:
+    assert (
+        "kubernetes:core/v1:Secret",
+        "airflow-strimzi-cluster-ca",
+        "starling/starling-cluster-ca-cert",
+    ) in stack_run.reads
+    copy = stack_run.named("airflow-kafka-ca")
+    assert copy.inputs["metadata"]["name"] == "starling-kafka-cluster-ca"
+    assert copy.inputs["metadata"]["namespace"] == "starling-airflow"
+    assert copy.inputs["data"]["ca.crt"]
+    assert copy.urn in stack_run.named("airflow-release").dependencies
+
+
+def test_services_release_values_follow_the_contract(stack_run: ProgramRun) -> None:
+    release = stack_run.named("services-release")
+    values = release.inputs["values"]
+    assert release.inputs["chart"].endswith("charts/starling-services")
+    assert release.inputs["namespace"] == "starling"
+    assert set(values) == {
+        "image", "kafka", "store", "services", "networkPolicy", "podDisruptionBudget",
+        "metrics", "gateway",
+    }  # fmt: skip
+    assert values["image"] == {
+        "repository": "starling/services",
+        "tag": "0.1.0",
+        "pullPolicy": "IfNotPresent",
+    }
+    assert values["kafka"] == {
+        "bootstrapServers": "starling-kafka-bootstrap.starling.svc:9093",
+        "securityProtocol": "SASL_SSL",
+        "saslMechanism": "SCRAM-SHA-512",
+        "caSecret": {"name": "starling-cluster-ca-cert", "key": "ca.crt"},
+    }
+    assert values["store"] == {
+        "host": "starling-valkey.starling.svc",
+        "port": 6379,
+        "passwordSecret": {"name": "starling-valkey", "key": "password"},
+    }
+    assert set(values["services"]) == {"ingestion", "trends", "timelines", "notifier", "gateway"}
+    users = {u.inputs["metadata"]["name"] for u in stack_run.of_kind("KafkaUser")}
+    for name, service in values["services"].items():
+        assert service["kafkaUser"] == f"starling-{name}"
+        assert service["kafkaUser"] in users
+        assert set(service) == {"enabled", "replicas", "kafkaUser", "resources", "autoscaling"}
+        assert set(service["autoscaling"]) == {
+            "enabled", "minReplicas", "maxReplicas", "targetCPUUtilizationPercentage",
+        }  # fmt: skip
+    assert values["metrics"] == {"port": 9100}
+    assert values["gateway"] == {"service": {"type": "ClusterIP", "port": 8080}}
+    # The services start only once their users (and the Secrets Strimzi writes) exist.
+    user_urns = {u.urn for u in stack_run.of_kind("KafkaUser")}
+    assert user_urns <= set(release.dependencies)
+
+
+def test_prod_services_scale_and_keep_a_budget(prod_run: ProgramRun) -> None:
+    values = prod_run.named("services-release").inputs["values"]
+    assert values["podDisruptionBudget"] == {"enabled": True, "minAvailable": 1}
+    for service in values["services"].values():
+        assert service["replicas"] == 2
+        assert service["autoscaling"]["enabled"] is True
+        assert service["autoscaling"]["maxReplicas"] == 6
+
+
+def test_exports(stack_run: ProgramRun) -> None:
+    exports = stack_run.exports
+    assert exports["kafkaBootstrapServers"] == "starling-kafka-bootstrap.starling.svc:9093"
+    assert exports["airflowUrl"] == "http://starling-airflow-api-server.starling-airflow.svc:8080"
+    assert exports["airflowPortForward"].startswith("kubectl -n starling-airflow port-forward")
+    assert exports["gatewayUrl"].startswith("http://starling-services-gateway.starling.svc")
+    checks = exports["checks"]
+    assert "kubectl -n starling get kafka,kafkanodepool,kafkatopic,kafkauser" in checks
+    assert "kubectl -n starling wait kafka/starling --for=condition=Ready --timeout=600s" in checks
+
+
+def _merged(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Helm's merge: maps merge key by key, everything else is replaced."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(defaults.get(key), dict):
+            merged[key] = _merged(defaults[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def test_services_values_satisfy_the_charts_schema(stack_run: ProgramRun) -> None:
+    """The chart's values.schema.json is the contract; Helm checks the merged values."""
+    chart = REPO_ROOT / "charts" / "starling-services"
+    if not (chart / "values.schema.json").is_file():
+        pytest.skip("charts/starling-services is not in this checkout yet")
+    schema = json.loads((chart / "values.schema.json").read_text())
+    defaults = yaml.safe_load((chart / "values.yaml").read_text()) or {}
+    values = _merged(defaults, stack_run.named("services-release").inputs["values"])
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(values)]
+    assert not problems, "\n".join(problems)
