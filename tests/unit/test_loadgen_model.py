@@ -7,7 +7,9 @@ from __future__ import annotations
 import math
 import random
 import re
+import uuid
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 
 import pytest
@@ -30,6 +32,7 @@ from starling.loadgen import (
     preferential_attachment,
     user_id_for_handle,
 )
+from starling.loadgen.model import SNOWFLAKE_EPOCH_MS
 
 pytestmark = pytest.mark.unit
 
@@ -62,7 +65,7 @@ def mentions_of(tweet: TweetCreated) -> list[str]:
     return [word[1:] for word in tweet.text.split() if word.startswith("@")]
 
 
-def loglog_slope(points: list[tuple[float, float]]) -> float:
+def loglog_slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of log(y) against log(x)."""
     xs = [math.log(x) for x, _ in points]
     ys = [math.log(y) for _, y in points]
@@ -121,17 +124,20 @@ def test_event_time_follows_the_simulated_clock(
 
 
 def test_mix_matches_the_configured_ratio(stream: list[Event]) -> None:
-    kinds = Counter(type(event) for event in stream)
+    kinds: Counter[type] = Counter(type(event) for event in stream)
     weights = dict(zip((TweetCreated, UserInteraction, UserLogin), CONFIG.mix, strict=True))
     total = sum(CONFIG.mix)
     for kind, weight in weights.items():
         assert kinds[kind] / EVENTS == pytest.approx(weight / total, abs=0.015)
 
 
-def test_tweet_ids_are_unique_and_grow_with_time(tweets: list[TweetCreated]) -> None:
+def test_tweet_ids_are_snowflakes_of_the_event_time(tweets: list[TweetCreated]) -> None:
     ids = [tweet.tweet_id for tweet in tweets]
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
+    for tweet in tweets[:2000]:
+        unix_ms = (tweet.tweet_id >> 22) + SNOWFLAKE_EPOCH_MS
+        assert unix_ms == int(tweet.event_time.timestamp() * 1000 + 1e-6)
 
 
 # ---- users and the follow graph -----------------------------------------------------------
@@ -353,7 +359,7 @@ def test_login_anomalies_are_present_and_match_ground_truth(
     assert kinds[LoginAnomalyKind.NEW_COUNTRY] <= 1.5 * expected_new_country
     assert kinds[LoginAnomalyKind.FAILURE_BURST] >= 3
 
-    anomalous = set()
+    anomalous: set[uuid.UUID] = set()
     low, high = CONFIG.failure_burst_attempts
     for anomaly in anomalies:
         home = generator.user(anomaly.user_id)
