@@ -1,1 +1,2 @@
-"""Starling extensions for Airflow: operators, sensors and callables the Kafka provider loads by dotted path."""
+"""Starling extensions for Airflow: operators, sensors, and the callables the Kafka
+provider loads by dotted path."""

@@ -40,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="enable the StandardAuthorizer (super users: ANONYMOUS on PLAINTEXT, admin)",
     )
+    kafka.add_argument(
+        "--no-topics",
+        dest="create_topics",
+        action="store_false",
+        help="do not create the catalog's topics (by default all of them, DLQs included, "
+        "with replication capped to the cluster)",
+    )
     kafka.set_defaults(handler=_run_kafka)
 
     redis = dev_commands.add_parser("redis", help="run a local redis-server until Ctrl-C")
@@ -70,6 +77,8 @@ def _run_kafka(args: argparse.Namespace) -> int:
 
     print(f"starting a {args.nodes}-node Kafka cluster ...", flush=True)
     with KafkaCluster.start(nodes=args.nodes, authorizer=args.authorizer) as cluster:
+        if args.create_topics:
+            _create_catalog_topics(cluster, args.nodes)
         sasl = cluster.client_config("sasl_ssl")
         print(
             f"\nKafka {cluster.version} is ready ({args.nodes} node(s), "
@@ -102,6 +111,16 @@ def _run_redis(args: argparse.Namespace) -> int:
         )
         print("stopping redis-server ...", flush=True)
     return 1 if problem else 0
+
+
+def _create_catalog_topics(cluster: Any, brokers: int) -> None:
+    from starling.topics import CATALOG
+
+    specs = list(CATALOG.for_cluster(brokers).all_topics())
+    cluster.create_topics(
+        [(spec.name, spec.partitions, spec.replicas, spec.kafka_config()) for spec in specs]
+    )
+    print(f"created {len(specs)} topics from the catalog: {', '.join(s.name for s in specs)}")
 
 
 def _first_dead_node(cluster: Any) -> str | None:
