@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from starling.events.schemas import (
+    EventBase,
     Notification,
     Recommendation,
     Trend,
@@ -20,7 +21,6 @@ from starling.events.schemas import (
     TweetEnriched,
     UserInteraction,
     UserLogin,
-    _Event,
     type_tag,
 )
 
@@ -41,7 +41,7 @@ class TopicSpec:
 
     name: str
     description: str
-    event_types: tuple[type[_Event], ...]
+    event_types: tuple[type[EventBase], ...]
     key: str
     partitions: int
     retention_ms: int
@@ -124,7 +124,7 @@ class TopicCatalog:
                 return spec
         raise KeyError(f"unknown topic {name!r}; the catalog has: {sorted(self.names())}")
 
-    def topic_for(self, event_type: type[_Event]) -> TopicSpec:
+    def topic_for(self, event_type: type[EventBase]) -> TopicSpec:
         """The topic that carries `event_type` (each event type has exactly one home)."""
         homes = [spec for spec in self.topics if event_type in spec.event_types]
         if len(homes) != 1:

@@ -28,7 +28,7 @@ from starling.events import (
     encode,
     type_tag,
 )
-from starling.events.schemas import _Event
+from starling.events.schemas import EventBase
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "events"
 WHEN = datetime(2026, 11, 27, 9, 30, 15, 250_000, tzinfo=UTC)
@@ -38,7 +38,7 @@ def _id(n: int) -> uuid.UUID:
     return uuid.UUID(int=n, version=4)
 
 
-GOLDEN_EVENTS: tuple[_Event, ...] = (
+GOLDEN_EVENTS: tuple[EventBase, ...] = (
     UserLogin(
         event_id=_id(1),
         schema_version=1,
@@ -124,7 +124,7 @@ GOLDEN_EVENTS: tuple[_Event, ...] = (
 )
 
 
-def golden_path(event: _Event) -> Path:
+def golden_path(event: EventBase) -> Path:
     return GOLDEN_DIR / f"{type_tag(type(event))}.v{event.SCHEMA_VERSION}.json"
 
 

@@ -11,6 +11,7 @@ from starling.events.codec import (
 from starling.events.schemas import (
     EVENT_TYPES,
     Event,
+    EventBase,
     InteractionAction,
     Notification,
     NotificationKind,
@@ -31,6 +32,7 @@ __all__ = [
     "EVENT_TYPES",
     "MAX_EVENT_BYTES",
     "Event",
+    "EventBase",
     "EventError",
     "EventErrorKind",
     "InteractionAction",

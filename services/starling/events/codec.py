@@ -13,15 +13,15 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from starling.events.schemas import EVENT_TYPES, Event, _Event, type_tag
+from starling.events.schemas import EVENT_TYPES, Event, EventBase, type_tag
 
 # Far above any legitimate event (a full tweet with enrichment is ~1 KiB); a bigger
 # payload is a bug or an attack, and is refused before any parsing work is spent on it.
 MAX_EVENT_BYTES = 64 * 1024
 
-E = TypeVar("E", bound=_Event)
+E = TypeVar("E", bound=EventBase)
 
-_TAG_TO_CLASS: dict[str, type[_Event]] = {type_tag(cls): cls for cls in EVENT_TYPES}
+_TAG_TO_CLASS: dict[str, type[EventBase]] = {type_tag(cls): cls for cls in EVENT_TYPES}
 _FIELD_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`")
 
@@ -60,7 +60,7 @@ def _decoder_for(event_type: Any) -> msgspec.json.Decoder[Any]:
     return msgspec.json.Decoder(event_type)
 
 
-def encode(event: _Event) -> bytes:
+def encode(event: EventBase) -> bytes:
     return _encoder.encode(event)
 
 
@@ -122,12 +122,12 @@ def _diagnose(payload: bytes, event_type: Any, message: str) -> EventError:
     return EventError(EventErrorKind.INVALID, reason, path if located else None)
 
 
-def _members(event_type: Any) -> tuple[type[_Event], ...]:
+def _members(event_type: Any) -> tuple[type[EventBase], ...]:
     args = getattr(event_type, "__args__", None)
     return tuple(args) if args else (event_type,)
 
 
-def _accepts(event_type: Any, event_class: type[_Event]) -> bool:
+def _accepts(event_type: Any, event_class: type[EventBase]) -> bool:
     return event_class in _members(event_type)
 
 

@@ -37,7 +37,7 @@ LanguageCode = Annotated[str, Meta(pattern=r"^[a-z]{2,3}$|^und$", description="I
 Score = Annotated[float, Meta(ge=-1e12, le=1e12)]
 
 
-E = TypeVar("E", bound="_Event")
+E = TypeVar("E", bound="EventBase")
 
 
 class Platform(enum.StrEnum):
@@ -46,7 +46,7 @@ class Platform(enum.StrEnum):
     ANDROID = "android"
 
 
-class _Event(
+class EventBase(
     Struct,
     frozen=True,
     kw_only=True,
@@ -80,7 +80,7 @@ class _Event(
 # ---- logins -------------------------------------------------------------------------------
 
 
-class UserLogin(_Event, frozen=True, kw_only=True, tag="user.login"):
+class UserLogin(EventBase, frozen=True, kw_only=True, tag="user.login"):
     """A login attempt (successful or not) from a client."""
 
     KEY_FIELD: ClassVar[str] = "user_id"
@@ -102,7 +102,7 @@ class UserLogin(_Event, frozen=True, kw_only=True, tag="user.login"):
 # ---- tweets -------------------------------------------------------------------------------
 
 
-class TweetCreated(_Event, frozen=True, kw_only=True, tag="tweet.created"):
+class TweetCreated(EventBase, frozen=True, kw_only=True, tag="tweet.created"):
     """A new tweet, reply or quote as the client sent it."""
 
     KEY_FIELD: ClassVar[str] = "tweet_id"
@@ -123,7 +123,7 @@ class TweetCreated(_Event, frozen=True, kw_only=True, tag="tweet.created"):
             )
 
 
-class TweetEnriched(_Event, frozen=True, kw_only=True, tag="tweet.enriched"):
+class TweetEnriched(EventBase, frozen=True, kw_only=True, tag="tweet.enriched"):
     """A validated tweet with what ingestion extracted from it."""
 
     KEY_FIELD: ClassVar[str] = "tweet_id"
@@ -169,7 +169,7 @@ TWEET_ACTIONS = frozenset(
 )
 
 
-class UserInteraction(_Event, frozen=True, kw_only=True, tag="user.interaction"):
+class UserInteraction(EventBase, frozen=True, kw_only=True, tag="user.interaction"):
     """One user acting on a tweet (like, retweet, reply, quote) or on another user (follow,
     block, mute and their undos). `target_user_id` is always the user acted upon (a tweet
     action's target is the tweet's author), so notifications need no lookup."""
@@ -210,7 +210,7 @@ class RecommendedItem(Struct, frozen=True, kw_only=True):
     reason: Annotated[str, Meta(max_length=64)] = ""
 
 
-class Recommendation(_Event, frozen=True, kw_only=True, tag="recommendation"):
+class Recommendation(EventBase, frozen=True, kw_only=True, tag="recommendation"):
     """A ranked list of accounts to follow or tweets to show one user."""
 
     KEY_FIELD: ClassVar[str] = "user_id"
@@ -235,7 +235,7 @@ class NotificationKind(enum.StrEnum):
     ACCOUNT_ACTIVITY = "account_activity"
 
 
-class Notification(_Event, frozen=True, kw_only=True, tag="notification"):
+class Notification(EventBase, frozen=True, kw_only=True, tag="notification"):
     """A candidate notification for one recipient; the notifier dedupes, filters and
     delivers it. `source_event_id` names the event that caused it, so the same cause can
     never notify twice."""
@@ -262,7 +262,7 @@ class Notification(_Event, frozen=True, kw_only=True, tag="notification"):
 # ---- trends -------------------------------------------------------------------------------
 
 
-class Trend(_Event, frozen=True, kw_only=True, tag="trend"):
+class Trend(EventBase, frozen=True, kw_only=True, tag="trend"):
     """A hashtag talked about more in a window than its baseline predicts."""
 
     KEY_FIELD: ClassVar[str] = "hashtag"
@@ -291,7 +291,7 @@ Event = (
     | Trend
 )
 
-EVENT_TYPES: tuple[type[_Event], ...] = (
+EVENT_TYPES: tuple[type[EventBase], ...] = (
     UserLogin,
     TweetCreated,
     TweetEnriched,
@@ -319,7 +319,7 @@ def new_event(
     )
 
 
-def type_tag(event_class: type[_Event]) -> str:
+def type_tag(event_class: type[EventBase]) -> str:
     """The `type` value that selects this schema on the wire."""
     tag = msgspec.inspect.type_info(event_class).tag  # type: ignore[attr-defined]
     assert isinstance(tag, str)
