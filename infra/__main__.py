@@ -94,7 +94,8 @@ if config.services.enabled:
             depends_on=[kafka.kafka, *kafka.users.values(), *kafka.topics.values(), store],
         ),
     )
-    pulumi.export("gatewayUrl", services.gateway_url)
+    if services.gateway_url:
+        pulumi.export("gatewayUrl", services.gateway_url)
 
 pulumi.export("kafkaBootstrapServers", kafka.bootstrap_servers)
 pulumi.export("kafkaCluster", kafka.cluster_name)

@@ -14,13 +14,16 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from starling.runtime.config import SERVICE_NAMES as RUNNABLE_SERVICES
 from starling_infra import meta
 from starling_infra.config import ServicesConfig, split_image
 
 
 def _service_values(name: str, settings: ServicesConfig) -> dict[str, Any]:
     return {
-        "enabled": True,
+        # Only services `starling run` can start: the gateway has no implementation yet, and
+        # deploying it would leave a crash-looping pod behind.
+        "enabled": name in RUNNABLE_SERVICES,
         "replicas": settings.replicas,
         # The Secret of this name is written by the Strimzi User Operator (key `password`).
         "kafkaUser": f"starling-{name}",
@@ -80,7 +83,8 @@ class ServicesArgs:
 
 class Services(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
-    gateway_url: str
+    # None while the gateway is not deployed (see `_service_values`).
+    gateway_url: str | None
 
     def __init__(
         self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None
@@ -107,5 +111,7 @@ class Services(pulumi.ComponentResource):
         # The chart names the gateway Service `<release>-gateway`.
         self.gateway_url = (
             f"http://{meta.SERVICES_RELEASE}-gateway.{meta.NAMESPACE}.svc:{meta.GATEWAY_PORT}"
+            if "gateway" in RUNNABLE_SERVICES
+            else None
         )
         self.register_outputs({"gatewayUrl": self.gateway_url})

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 _COMMAND_MODULES: tuple[str, ...] = (
     "starling.topics_cli",
     "starling.loadgen.cli",
+    "starling.run_cli",
     "starling.harness.cli",
     "starling.toolchain.cli",
 )

@@ -1,0 +1,339 @@
+"""Stream services benchmark: the runtime and ingestion against the raw client, in one run.
+
+    .venv/bin/python bench/services_bench.py [--tweets 100000] [--profile]
+
+Starts its own Kafka broker (1 node) and Redis, loads generated tweets once, then
+measures on the same broker, one after the other:
+
+1. raw confluent-kafka consume (no decoding, no processing): the reference;
+2. the runtime with a no-op handler (batch, commit; with and without decoding):
+   target >= 70% of raw;
+3. ingestion, validate + enrich + publish, fan-out excluded: target >= 20k tweets/s/core;
+4. fan-out timeline writes into Redis (pipelined scripts): target >= 100k writes/s;
+5. tweet-to-timeline latency at a fixed offered rate (1k tweets/s): target p99 < 100 ms.
+
+Ratios are what to compare across machines; the machine is printed with the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services"))
+
+from starling.events import TweetCreated, encode
+from starling.harness.kafka import KafkaCluster
+from starling.harness.redis import RedisServer
+from starling.loadgen import TrafficConfig, TrafficGenerator
+from starling.runtime.config import RuntimeSettings, ServiceName
+from starling.runtime.consumer import ConsumerRuntime
+from starling.runtime.handler import BaseHandler, Outbox, Record
+from starling.services.ingestion import IngestionHandler, IngestionSettings
+from starling.store.client import connect
+from starling.store.graph import load_loadgen_graph
+from starling.store.timelines import TimelineStore
+from starling.topics import CATALOG, TWEETS
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{os.cpu_count()} cores, {model}, Python {platform.python_version()},"
+        f" load average {load:.2f} at start"
+    )
+
+
+def generate_tweets(count: int, users: int = 10_000) -> tuple[TrafficGenerator, list[TweetCreated]]:
+    generator = TrafficGenerator(TrafficConfig(seed=1, users=users, mix=(100.0, 0.0, 0.0)))
+    tweets: list[TweetCreated] = []
+    for event in generator.events(int(count * 1.3)):
+        if isinstance(event, TweetCreated):
+            tweets.append(event)
+            if len(tweets) == count:
+                break
+    return generator, tweets
+
+
+def produce(cluster: KafkaCluster, topic: str, tweets: Sequence[TweetCreated]) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 20, "batch.size": 1_000_000}
+    )
+    for tweet in tweets:
+        while True:
+            try:
+                producer.produce(topic, encode(tweet), tweet.partition_key())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def raw_consume(cluster: KafkaCluster, topic: str, expected: int) -> float:
+    from confluent_kafka import Consumer
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster.bootstrap_servers,
+            "group.id": f"raw-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = 0
+    started: float | None = None
+    while seen < expected:
+        batch = consumer.consume(1000, 0.02)
+        if batch and started is None:
+            started = time.perf_counter()
+        seen += len(batch)
+    elapsed = time.perf_counter() - (started or time.perf_counter())
+    consumer.close()
+    return expected / elapsed
+
+
+class NoopHandler(BaseHandler):
+    """Does nothing; with `decode=False` it also skips validation (payloads as bytes)."""
+
+    def __init__(self, topic: str, *, decode: bool = True) -> None:
+        self._topic = topic
+        self._type: type[Any] = TweetCreated if decode else bytes
+
+    @property
+    def input_types(self) -> Mapping[str, type[Any]]:
+        return {self._topic: self._type}
+
+    def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
+        return None
+
+
+def runtime_rate(settings: RuntimeSettings, handler: Any, topic: str, expected: int) -> float:
+    runtime = ConsumerRuntime(settings, handler, serve_metrics=False)
+    processed = runtime.metrics.for_topic(runtime.metrics.processed, topic)
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    while processed._value.get() == 0:
+        time.sleep(0.001)
+    started = time.perf_counter()
+    first = processed._value.get()
+    while processed._value.get() < expected:
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    runtime.request_stop()
+    thread.join(30)
+    return float(expected - first) / elapsed
+
+
+def fan_out_rate(
+    redis_port: int, generator: TrafficGenerator, tweets: Sequence[TweetCreated]
+) -> tuple[float, int]:
+    client = connect(host="127.0.0.1", port=redis_port)
+    client.flushdb()
+    timelines = TimelineStore(client, cap=800)
+    graph = generator.graph
+    writes = 0
+    started = time.perf_counter()
+    for start in range(0, len(tweets), 1000):
+        pipe = client.pipeline(transaction=False)
+        for tweet in tweets[start : start + 1000]:
+            targets = [tweet.author_id, *graph.followers(tweet.author_id)]
+            timelines.fan_out(pipe, tweet.tweet_id, targets)
+            writes += len(targets)
+        pipe.execute()
+    elapsed = time.perf_counter() - started
+    client.close()
+    return writes / elapsed, writes
+
+
+class LatencyIngestion(IngestionHandler):
+    """Ingestion that records, per tweet, the time from the producer's timestamp to the
+    moment its fan-out was written to the store."""
+
+    latencies_ms: list[float]
+
+    def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
+        super().handle(records, outbox)
+        now_ms = time.time() * 1000
+        self.latencies_ms.extend(now_ms - record.message.timestamp()[1] for record in records)
+
+
+def latency_at_rate(
+    cluster: KafkaCluster,
+    settings: RuntimeSettings,
+    redis_port: int,
+    tweets: Sequence[TweetCreated],
+    rate: float,
+) -> tuple[float, float, float, int]:
+    from confluent_kafka import Producer
+
+    handler = LatencyIngestion(settings, client=connect(host="127.0.0.1", port=redis_port))
+    handler.latencies_ms = []
+    runtime = ConsumerRuntime(settings, handler, serve_metrics=False)
+    thread = threading.Thread(target=runtime.run)
+    thread.start()
+    time.sleep(3.0)  # join the group before traffic starts
+    producer = Producer(
+        {"bootstrap.servers": cluster.bootstrap_servers, "linger.ms": 1, "enable.idempotence": True}
+    )
+    topic = settings.topic(TWEETS)
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    for index, tweet in enumerate(tweets):
+        due = started + index * interval
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        producer.produce(topic, encode(tweet), tweet.partition_key())
+        producer.poll(0)
+    producer.flush(30)
+    deadline = time.monotonic() + 30
+    while len(handler.latencies_ms) < len(tweets) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runtime.request_stop()
+    thread.join(30)
+    # The first second pays for connections and metadata; the target is steady state.
+    values = sorted(handler.latencies_ms[int(rate) :])
+    p50 = statistics.median(values)
+    p99 = values[int(len(values) * 0.99) - 1]
+    return p50, p99, values[-1], len(values)
+
+
+def profile_enrichment(tweets: Sequence[TweetCreated]) -> None:
+    from starling.services.ingestion import Enricher
+
+    enricher = Enricher()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for tweet in tweets:
+        encode(enricher.enrich(tweet))
+    profiler.disable()
+    print("\nprofile: enrich + encode, top functions by own time")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
+def enrich_cpu_rate(tweets: Sequence[TweetCreated]) -> tuple[float, float]:
+    """Enrich + encode per second on one core, and the full VADER analyzer's rate."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer  # type: ignore[import-untyped]
+
+    from starling.services.ingestion import Enricher
+
+    enricher = Enricher()
+    started = time.perf_counter()
+    for tweet in tweets:
+        encode(enricher.enrich(tweet))
+    ours = len(tweets) / (time.perf_counter() - started)
+    vader = SentimentIntensityAnalyzer()
+    sample = tweets[:20_000]
+    started = time.perf_counter()
+    for tweet in sample:
+        vader.polarity_scores(tweet.text)
+    return ours, len(sample) / (time.perf_counter() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tweets", type=int, default=100_000)
+    parser.add_argument("--latency-tweets", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    print(f"machine: {machine()}")
+    generator, tweets = generate_tweets(args.tweets + args.latency_tweets)
+    bulk, live = tweets[: args.tweets], tweets[args.tweets :]
+    with KafkaCluster.start(nodes=1) as cluster, RedisServer.start() as redis_server:
+        prefix = f"b{uuid.uuid4().hex[:6]}."
+        spec = CATALOG.for_cluster(1)
+        cluster.create_topics(
+            (prefix + s.name, s.partitions, 1, s.kafka_config()) for s in spec.all_topics()
+        )
+        topic = prefix + TWEETS
+        produce(cluster, topic, bulk)
+
+        def settings(service: ServiceName, group: str) -> RuntimeSettings:
+            return RuntimeSettings(
+                starling_service=service,
+                kafka_bootstrap_servers=cluster.bootstrap_servers,
+                kafka_group_id=f"{group}-{uuid.uuid4().hex[:6]}",
+                store_host="127.0.0.1",
+                store_port=redis_server.port,
+                metrics_port=0,
+                starling_topic_prefix=prefix,
+            )
+
+        raw = raw_consume(cluster, topic, len(bulk))
+        noop_raw = runtime_rate(
+            settings("ingestion", "noop-bytes"), NoopHandler(topic, decode=False), topic, len(bulk)
+        )
+        noop = runtime_rate(settings("ingestion", "noop"), NoopHandler(topic), topic, len(bulk))
+        ingest_settings = settings("ingestion", "ingest")
+        ingestion = runtime_rate(
+            ingest_settings,
+            IngestionHandler(ingest_settings, settings=IngestionSettings(), fan_out=False),
+            topic,
+            len(bulk),
+        )
+        enrich_cpu, vader_cpu = enrich_cpu_rate(bulk)
+        fan_out, writes = fan_out_rate(redis_server.port, generator, bulk[:20_000])
+        redis_client = connect(host="127.0.0.1", port=redis_server.port)
+        redis_client.flushdb()
+        load_loadgen_graph(redis_client, generator)
+        redis_client.close()
+        # Its own topics: the latency run must start from an empty input, not the backlog.
+        prefix = f"l{uuid.uuid4().hex[:6]}."
+        cluster.create_topics(
+            (prefix + s.name, s.partitions, 1, s.kafka_config()) for s in spec.all_topics()
+        )
+        p50, p99, worst, measured = latency_at_rate(
+            cluster, settings("ingestion", "latency"), redis_server.port, live, args.rate
+        )
+
+    def row(label: str, rate: float, target: str = "", versus_raw: bool = True) -> None:
+        ratio = f"{rate / raw:.0%}" if versus_raw else ""
+        print(f"{label:<50}{rate:>12,.0f}/s{ratio:>9}  {target}")
+
+    print(f"\nconsumed {len(bulk):,} tweets (~{len(encode(bulk[0]))} B each) on a 1-node broker")
+    print(f"{'measure':<50}{'rate':>14}{'vs raw':>9}  target")
+    row("raw confluent-kafka consume", raw)
+    row("runtime, no-op handler, payloads undecoded", noop_raw, ">= 70% of raw")
+    row("runtime, no-op handler, decoded + validated", noop, "(schema validation included)")
+    row("ingestion: validate+enrich+publish, no fan-out", ingestion, ">= 20,000/s per core")
+    row("  enrich+encode only, one core, no Kafka", enrich_cpu, versus_raw=False)
+    row("  full VADER analyzer alone, for comparison", vader_cpu, versus_raw=False)
+    row(f"fan-out timeline writes ({writes:,}, pipelined)", fan_out, ">= 100,000/s", False)
+    print(
+        f"tweet-to-timeline latency at {args.rate:,.0f} tweets/s ({measured:,} tweets,"
+        f" first second excluded): p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {worst:.1f} ms"
+        " (target p99 < 100 ms)"
+    )
+    if args.profile:
+        profile_enrichment(bulk[:30_000])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Timelines: merge `recommendations` into home timelines.
+
+Tweet recommendations are merged into the user's capped home timeline (the same sorted
+set ingestion fans out to), so they appear in time order among followed accounts'
+tweets, once each however often they are recommended. Who-to-follow lists replace the
+stored one only if they are not older than it, so a redelivered old list cannot
+overwrite a newer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import redis
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from starling.events import Recommendation, RecommendationKind
+from starling.runtime.config import RuntimeSettings, load_settings
+from starling.runtime.handler import BaseHandler, Outbox, Record
+from starling.services.common import StoreReadiness, store_client
+from starling.store import keys
+from starling.store.timelines import DEFAULT_CAP, TimelineStore
+from starling.topics import RECOMMENDATIONS
+
+# KEYS[1]: who-to-follow hash; ARGV: event time (ms), items JSON.
+_REPLACE_IF_NOT_OLDER = """
+local current = redis.call('HGET', KEYS[1], 'time_ms')
+if current and tonumber(current) > tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'time_ms', ARGV[1], 'items', ARGV[2])
+return 1
+"""
+
+
+class TimelinesSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STARLING_", extra="ignore", frozen=True)
+
+    timeline_cap: int = Field(default=DEFAULT_CAP, ge=1, le=100_000)
+
+
+class WhoToFollowEntry(msgspec.Struct, frozen=True):
+    user_id: int
+    score: float
+    reason: str = ""
+
+
+_entries_encoder = msgspec.json.Encoder()
+
+
+class TimelinesHandler(BaseHandler):
+    def __init__(
+        self,
+        runtime_settings: RuntimeSettings,
+        client: redis.Redis | None = None,
+        settings: TimelinesSettings | None = None,
+    ) -> None:
+        self.settings = settings or load_settings(TimelinesSettings)
+        self.client = client or store_client(runtime_settings)
+        self.timelines = TimelineStore(self.client, self.settings.timeline_cap)
+        self._replace_who_to_follow = self.client.register_script(_REPLACE_IF_NOT_OLDER)
+        self._topic = runtime_settings.topic(RECOMMENDATIONS)
+        self._readiness = StoreReadiness(self.client)
+
+    @property
+    def input_types(self) -> Mapping[str, type[Any]]:
+        return {self._topic: Recommendation}
+
+    def store_ready(self) -> bool:
+        return self._readiness()
+
+    def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        for record in records:
+            recommendation: Recommendation = record.event
+            if recommendation.kind is RecommendationKind.TWEETS:
+                self.timelines.merge(
+                    pipe, recommendation.user_id, [item.item_id for item in recommendation.items]
+                )
+            else:
+                entries = [
+                    WhoToFollowEntry(item.item_id, item.score, item.reason)
+                    for item in recommendation.items
+                    if item.item_id != recommendation.user_id
+                ]
+                self._replace_who_to_follow(
+                    keys=[keys.who_to_follow(recommendation.user_id)],
+                    args=[
+                        int(recommendation.event_time.timestamp() * 1000),
+                        _entries_encoder.encode(entries),
+                    ],
+                    client=pipe,
+                )
+        pipe.execute()
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,102 @@
+"""Every key Starling keeps in the store (Valkey/Redis), defined once.
+
+Readers (the gateway, tests, operators) and writers (the stream services) build key names
+only through these functions, so a rename is one edit. User and tweet ids are decimal.
+
+| key | type | content |
+| --- | --- | --- |
+| `tl:{user}` | sorted set | home timeline: tweet ids scored by tweet id (time order), capped |
+| `tw:{tweet}` | string | the enriched tweet (JSON, as on `tweets.enriched`), expiring |
+| `g:followers:{user}` / `g:following:{user}` | set | the follow graph |
+| `g:blocked:{user}` / `g:muted:{user}` | set | accounts `user` blocked / muted |
+| `u:handles` | hash | handle (lower case) -> user id |
+| `wtf:{user}` | hash | latest who-to-follow list: `time_ms`, `items` (JSON) |
+| `tr:counts:{window}` | hash | hashtag -> tweets in the window (window = start, Unix seconds) |
+| `tr:seen:{window}` | set | tweet ids already counted in the window (makes counting idempotent) |
+| `tr:first` | string | start of the first window ever counted (baseline warm-up) |
+| `tr:open` | set | windows with counts that are not closed yet |
+| `tr:closed` | sorted set | closed windows (member and score: window start) |
+| `tr:window:{window}` | string | the window's trends (JSON list, ranked) |
+| `tr:current` | string | the trends of the latest closed window (JSON) |
+| `ntf:inbox:{user}` | sorted set | in-app notifications (JSON) scored by event time (ms), capped |
+| `ntf:state:{user}` | hash | notification id -> delivery state (dedupe by source event) |
+| `ntf:fatigue:{user}:{bucket}` | string | notifications delivered in the fatigue window |
+| `ntf:prefs:{user}` | hash | `<kind>` or `push` -> `off` to opt out |
+| `ntf:receipt:{notification}` | hash | channel -> `<status> <time>` delivery receipts |
+"""
+
+from __future__ import annotations
+
+HANDLES = "u:handles"
+TRENDS_FIRST_WINDOW = "tr:first"
+TRENDS_CLOSED = "tr:closed"
+TRENDS_OPEN = "tr:open"
+TRENDS_CURRENT = "tr:current"
+
+
+TIMELINE_PREFIX = b"tl:"
+
+
+def timeline(user_id: int) -> str:
+    return f"tl:{user_id}"
+
+
+def timeline_of_member(member: bytes | int) -> bytes:
+    """Timeline key of a user id as a set member (bytes, as SMEMBERS returns) or an int."""
+    return TIMELINE_PREFIX + (member if isinstance(member, bytes) else str(member).encode())
+
+
+def tweet(tweet_id: int) -> str:
+    return f"tw:{tweet_id}"
+
+
+def followers(user_id: int) -> str:
+    return f"g:followers:{user_id}"
+
+
+def following(user_id: int) -> str:
+    return f"g:following:{user_id}"
+
+
+def blocked(user_id: int) -> str:
+    return f"g:blocked:{user_id}"
+
+
+def muted(user_id: int) -> str:
+    return f"g:muted:{user_id}"
+
+
+def who_to_follow(user_id: int) -> str:
+    return f"wtf:{user_id}"
+
+
+def trend_counts(window_start: int) -> str:
+    return f"tr:counts:{window_start}"
+
+
+def trend_seen(window_start: int) -> str:
+    return f"tr:seen:{window_start}"
+
+
+def trend_window(window_start: int) -> str:
+    return f"tr:window:{window_start}"
+
+
+def inbox(user_id: int) -> str:
+    return f"ntf:inbox:{user_id}"
+
+
+def notification_state(user_id: int) -> str:
+    return f"ntf:state:{user_id}"
+
+
+def fatigue(user_id: int, bucket: int) -> str:
+    return f"ntf:fatigue:{user_id}:{bucket}"
+
+
+def preferences(user_id: int) -> str:
+    return f"ntf:prefs:{user_id}"
+
+
+def receipt(notification_id: str) -> str:
+    return f"ntf:receipt:{notification_id}"
