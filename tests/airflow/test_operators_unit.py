@@ -1,0 +1,218 @@
+"""Pure parts of starling_operators: analytics, records, client settings, callables."""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from starling.events import (
+    InteractionAction,
+    Platform,
+    TweetEnriched,
+    UserInteraction,
+    UserLogin,
+    encode,
+    new_event,
+)
+from starling_operators import analytics, kafka, settings
+from starling_operators.functions import encoded_events, login_message_payload
+from starling_operators.kafka import KafkaRecord
+from starling_operators.publish import InvalidEventError, validate_payloads
+from starling_operators.records import (
+    dead_letter_message,
+    decode_records,
+    derived_event_id,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+def interaction(actor: int, action: InteractionAction, target: int, tweet: int | None = None):
+    return new_event(
+        UserInteraction,
+        event_time=NOW,
+        actor_id=actor,
+        action=action,
+        target_user_id=target,
+        tweet_id=tweet,
+    )
+
+
+def tweet(tweet_id: int, author: int, age: timedelta, tags: list[str] | None = None):
+    return new_event(
+        TweetEnriched,
+        event_time=NOW - age,
+        tweet_id=tweet_id,
+        author_id=author,
+        text="hello world",
+        hashtags=tags or [],
+        mentions=[],
+        lang="en",
+        sentiment=0.0,
+        source_event_id=uuid.uuid4(),
+    )
+
+
+def test_who_to_follow_weights_selective_followees_higher() -> None:
+    # 1 follows 2 (follows only 4) and 3 (follows 4, 5, 6, 7); 1 already follows 3; 6 muted.
+    following = {1: {2, 3}, 2: {4}, 3: {4, 5, 6, 7, 1}}
+    ranked = analytics.who_to_follow(1, following, excluded={6})
+    scores = dict(ranked)
+    assert set(scores) == {4, 5, 7}
+    assert scores[4] == pytest.approx(1 / math.log(3) + 1 / math.log(7))
+    assert scores[5] == pytest.approx(1 / math.log(7))
+    assert ranked[0][0] == 4
+    assert [c for c, _ in ranked[1:]] == [5, 7]  # ties by id
+
+
+def test_tweet_scores_decay_and_weight_replies_over_likes() -> None:
+    tweets = [
+        tweet(10, 2, timedelta(hours=6)),
+        tweet(11, 3, timedelta(0)),
+        tweet(12, 4, timedelta(0)),
+    ]
+    events = [
+        interaction(5, InteractionAction.REPLY, 2, 10),
+        interaction(5, InteractionAction.LIKE, 3, 11),
+        interaction(6, InteractionAction.LIKE, 4, 12),
+        interaction(6, InteractionAction.UNLIKE, 4, 12),
+    ]
+    candidates = analytics.rank_tweet_candidates(tweets, events, NOW)
+    assert candidates[10].score == pytest.approx(27 / 2)  # one half-life old
+    assert candidates[11].score == pytest.approx(1)
+    assert 12 not in candidates  # liked then unliked
+    picks = analytics.recommend_tweets(1, candidates, {1: {5}})
+    # Followee 5 engaged with both: social proof doubles each score.
+    assert picks == [(10, pytest.approx(27.0)), (11, pytest.approx(2.0))]
+    assert analytics.recommend_tweets(5, candidates, {}) == []  # already engaged
+
+
+def test_activity_report_counts_and_engagement() -> None:
+    report = analytics.activity_report(
+        [
+            interaction(1, InteractionAction.LIKE, 2, 10),
+            interaction(1, InteractionAction.FOLLOW, 3),
+            interaction(4, InteractionAction.REPLY, 2, 10),
+        ]
+    )
+    assert report.events == 3
+    assert report.active_users == 2
+    assert report.users[2].engagement_received == 28.0
+    assert report.users[1].as_fields()["did.like"] == "1"
+    assert report.top_tweets() == [(10, 28.0)]
+
+
+def login(success: bool, country: str = "US") -> UserLogin:
+    return new_event(
+        UserLogin,
+        event_time=NOW,
+        user_id=7,
+        success=success,
+        ip="1.2.3.4",
+        country=country,
+        device_id="d",
+        platform=Platform.WEB,
+        failure_reason=None if success else "bad",
+    )
+
+
+def test_login_verdicts() -> None:
+    assert analytics.assess_login(login(True, "BR"), {"US"}, 0) == ["new_country"]
+    assert analytics.assess_login(login(True, "BR"), set(), 0) == []  # no history yet
+    assert analytics.assess_login(login(False), {"US"}, 5) == ["failure_burst"]
+    assert analytics.assess_login(login(False), {"US"}, 6) == []  # one alarm per burst
+    message = analytics.describe_login_alert(login(True, "BR"), ["new_country"])
+    assert "BR" in message
+
+
+def test_clean_hashtags_case_folds_and_dedupes() -> None:
+    assert analytics.clean_hashtags(["Rust", "#rust", "Go"]) == ["rust", "go"]
+
+
+def test_bounded_client_settings_and_connection_wins() -> None:
+    config = kafka.producer_config(
+        {"bootstrap.servers": "b:9092", "group.id": "g", "message.timeout.ms": 5000}
+    )
+    assert config["enable.idempotence"] is True and config["acks"] == "all"
+    assert config["message.timeout.ms"] == 5000
+    assert "group.id" not in config
+    consumer = kafka.consumer_config(
+        {"bootstrap.servers": "b", "acks": "all"}, "starling-airflow-x"
+    )
+    assert consumer["enable.auto.commit"] is False and "acks" not in consumer
+    assert consumer["socket.connection.setup.timeout.ms"] == 5000
+
+
+def test_group_ids_stay_inside_the_acl_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.group_id("x") == "starling-airflow-x"
+    monkeypatch.setenv("STARLING_TOPIC_PREFIX", "t1.")
+    assert settings.topic("user.logins") == "t1.user.logins"
+
+
+def test_decode_records_dead_letters_carry_the_error() -> None:
+    good = interaction(1, InteractionAction.LIKE, 2, 10)
+    records = [
+        KafkaRecord("t", 0, 0, 1, b"1", encode(good)),
+        KafkaRecord("t", 0, 1, 2, b"1", b"{not json"),
+    ]
+    decoded = decode_records(records, UserInteraction)
+    assert decoded.events == [good]
+    letter = dead_letter_message(decoded.dead_letters[0], "airflow:test")
+    headers = dict(letter.headers)
+    assert headers["starling.error.kind"] == b"malformed"
+    assert headers["starling.source.offset"] == b"1"
+    assert letter.value == b"{not json"
+
+
+def test_derived_ids_are_stable() -> None:
+    assert derived_event_id("a", 1) == derived_event_id("a", 1) != derived_event_id("a", 2)
+
+
+def test_validate_payloads_rejects_wrong_type_for_topic() -> None:
+    with pytest.raises(InvalidEventError, match="event #0 for topic recommendations"):
+        validate_payloads("recommendations", [encode(login(True))])
+    with pytest.raises(ValueError, match="DLQ"):
+        validate_payloads("recommendations.dlq", [])
+
+
+class _Message:
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"7"
+
+    def topic(self) -> str:
+        return "user.logins"
+
+    def partition(self) -> int:
+        return 2
+
+    def offset(self) -> int:
+        return 9
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, 1234
+
+
+def test_login_watcher_payload_is_json_and_marks_invalid_records() -> None:
+    event = login(True)
+    payload = login_message_payload(_Message(encode(event)))
+    assert payload["event_id"] == str(event.event_id) and payload["user_id"] == 7
+    assert base64.b64decode(payload["value"]) == encode(event)
+    bad = login_message_payload(_Message(b"nope"))
+    assert "error" in bad and "event_id" not in bad
+
+
+def test_producer_function_yields_keyed_validated_events() -> None:
+    event = login(True)
+    assert list(encoded_events([encode(event)])) == [(b"7", encode(event))]
