@@ -48,6 +48,9 @@ class Principal:
     # Workflows run one consumer group per DAG task family, so they get a group prefix
     # (`starling-airflow-...`) instead of one literal group.
     group_is_prefix: bool = False
+    # Principals whose consumer progress this one may watch (a consumer-lag sensor):
+    # Describe on their group and on the topics they read, never Read.
+    observes: frozenset[str] = frozenset()
 
     @property
     def consumer_group(self) -> str | None:
@@ -69,6 +72,13 @@ class Principal:
         if self.consumer_group:
             pattern = PatternType.PREFIX if self.group_is_prefix else PatternType.LITERAL
             rules.append(AclRule("group", self.consumer_group, (Operation.READ,), pattern))
+        for observed in sorted(self.observes):
+            watched = principal(observed)
+            if watched.consumer_group is None:
+                raise ValueError(f"{self.name} observes {observed!r}, which consumes nothing")
+            for topic in sorted(watched.reads - self.reads - self.writable_topics(catalog)):
+                rules.append(AclRule("topic", topic, (Operation.DESCRIBE,)))
+            rules.append(AclRule("group", watched.consumer_group, (Operation.DESCRIBE,)))
         return rules
 
 
@@ -92,8 +102,17 @@ def _principal(
     reads: tuple[str, ...] = (),
     writes: tuple[str, ...] = (),
     group_is_prefix: bool = False,
+    observes: tuple[str, ...] = (),
 ) -> Principal:
-    return Principal(name, kind, description, frozenset(reads), frozenset(writes), group_is_prefix)
+    return Principal(
+        name,
+        kind,
+        description,
+        frozenset(reads),
+        frozenset(writes),
+        group_is_prefix,
+        frozenset(observes),
+    )
 
 
 PRINCIPALS: tuple[Principal, ...] = (
@@ -139,6 +158,8 @@ PRINCIPALS: tuple[Principal, ...] = (
         reads=(LOGINS, INTERACTIONS, TWEETS_ENRICHED),
         writes=(RECOMMENDATIONS, NOTIFICATIONS),
         group_is_prefix=True,
+        # The cleaning DAG waits for ingestion to catch up before it re-scores.
+        observes=("ingestion",),
     ),
     _principal(
         "loadgen",
@@ -165,6 +186,9 @@ def validate_access_map(
         unknown = sorted((p.reads | p.writes) - known)
         if unknown:
             raise ValueError(f"principal {p.name!r} names unknown topics {unknown}")
+        strangers = sorted(p.observes - {other.name for other in principals})
+        if strangers:
+            raise ValueError(f"principal {p.name!r} observes unknown principals {strangers}")
     for spec in catalog:
         if not any(spec.name in p.writes for p in principals):
             raise ValueError(f"topic {spec.name!r} has no writer in the access map")

@@ -46,8 +46,8 @@ def render_markdown(
         "",
         "A principal may also write the dead-letter topic of every topic it reads.",
         "",
-        "| principal | kind | reads | writes | consumer group |",
-        "| --- | --- | --- | --- | --- |",
+        "| principal | kind | reads | writes | consumer group | may watch the progress of |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for principal in principals:
         reads = ", ".join(f"`{t}`" for t in sorted(principal.reads)) or "—"
@@ -56,8 +56,10 @@ def render_markdown(
         group_text = (
             "—" if group is None else f"`{group}`" + ("*" if principal.group_is_prefix else "")
         )
+        observes = ", ".join(f"`{name}`" for name in sorted(principal.observes)) or "—"
         lines.append(
-            f"| `{principal.name}` | {principal.kind.value} | {reads} | {writes} | {group_text} |"
+            f"| `{principal.name}` | {principal.kind.value} | {reads} | {writes} | {group_text} "
+            f"| {observes} |"
         )
     lines += ["", "`*` a prefix: the principal may use any group whose name starts with it.", ""]
     return "\n".join(lines)

@@ -93,8 +93,19 @@ def test_acls_grant_exactly_the_access_map_and_nothing_else() -> None:
         assert writable == p.writes | {CATALOG.get(t).dlq_name for t in p.reads}
         # literal topic names only: a prefix or wildcard would widen access silently
         assert all(r.pattern is PatternType.LITERAL for r in rules if r.resource_type == "topic")
-        groups = [r for r in rules if r.resource_type == "group"]
-        assert [g.resource_name for g in groups] == ([p.consumer_group] if p.reads else [])
+        consuming = [
+            r for r in rules if r.resource_type == "group" and Operation.READ in r.operations
+        ]
+        assert [g.resource_name for g in consuming] == ([p.consumer_group] if p.reads else [])
+        # Watching another principal's progress grants Describe only, on its group and topics.
+        watched_groups = {principal(o).consumer_group for o in p.observes}
+        describe_only = [r for r in rules if r.operations == (Operation.DESCRIBE,)]
+        assert {r.resource_name for r in describe_only if r.resource_type == "group"} == (
+            watched_groups
+        )
+        for rule in describe_only:
+            if rule.resource_type == "topic":
+                assert any(rule.resource_name in principal(o).reads for o in p.observes)
 
 
 def test_no_service_writes_a_topic_it_only_reads() -> None:
@@ -118,6 +129,19 @@ def test_access_map_rejects_unknown_topics_and_orphan_topics() -> None:
         validate_access_map(without_trend_readers)
     with pytest.raises(KeyError, match="unknown principal"):
         principal("nobody")
+    watcher = Principal(
+        "watcher", PrincipalKind.SERVICE, "", frozenset(), frozenset(), observes=frozenset({"x"})
+    )
+    with pytest.raises(ValueError, match="observes unknown principals"):
+        validate_access_map((*PRINCIPALS, watcher))
+
+
+def test_airflow_may_watch_ingestion_progress_but_not_read_its_topic() -> None:
+    rules = principal("airflow").acl_rules()
+    tweets = [r for r in rules if r.resource_name == "tweets"]
+    assert [r.operations for r in tweets] == [(Operation.DESCRIBE,)]
+    group = [r for r in rules if r.resource_name == "starling-ingestion"]
+    assert [(r.resource_type, r.operations) for r in group] == [("group", (Operation.DESCRIBE,))]
 
 
 def test_docs_page_is_generated_from_the_catalog() -> None:
