@@ -2,12 +2,12 @@
 .DEFAULT_GOAL := help
 UV_RUN := uv run --frozen
 
-.PHONY: help setup test unit integration lint typecheck fmt docs dev-kafka dev-redis bench
+.PHONY: help setup test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: ## install system packages, uv, the locked venv and the Kafka jars
+setup: ## install system packages, uv, the locked venv, the Kafka jars and the Go-built tools
 	bash scripts/setup.sh
 
 test: lint typecheck ## everything CI runs: lint, types, then all test tiers this machine can run
@@ -41,3 +41,6 @@ dev-redis: ## a local Redis in the foreground
 
 bench: ## loadgen vs raw producer, and schema decode throughput
 	$(UV_RUN) python bench/loadgen_bench.py
+
+controlplane: ## pulumi preview/up/destroy of the ci stack on a real etcd + kube-apiserver
+	$(UV_RUN) pytest -m controlplane

@@ -14,6 +14,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "starling.loadgen.cli",
     "starling.run_cli",
     "starling.harness.cli",
+    # extends the `dev` group that starling.harness.cli creates, so it must come after it
+    "starling.harness.controlplane_cli",
     "starling.toolchain.cli",
 )
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import fcntl
+import hashlib
+import importlib.resources
 import json
 import os
 import shutil
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from starling.paths import cache_root
-from starling.toolchain.catalog import GoTool, tool_named
+from starling.toolchain.catalog import GoTool, tool_named, wrapper_module_path
 
 Progress = Callable[[str], None]
 
@@ -115,15 +117,20 @@ def _build(tool: GoTool, report: Progress) -> Path:
         report(f"[{label}] building {tool.package} with {go} (cold: several minutes) ...")
         started = time.monotonic()
         env = _build_env(staging / "bin")
+        if tool.main_source:
+            _write_own_main(go, tool, wrapper, env, label)
         _run_go_install(go, tool, wrapper, env, label, report)
         _check_pinned_version(go, tool, wrapper, env, label)
         elapsed = time.monotonic() - started
+        installed = staging / "bin" / tool.installed_name
         binary = staging / "bin" / tool.binary
-        if not binary.is_file():
+        if not installed.is_file():
             raise ToolBuildError(
-                f"building {label}: go install succeeded but wrote no {tool.binary} "
-                f"into {binary.parent} (check GoTool.binary for {tool.name})"
+                f"building {label}: go install succeeded but wrote no {tool.installed_name} "
+                f"into {installed.parent} (check the package of {tool.name})"
             )
+        if installed != binary:
+            installed.rename(binary)
         size = binary.stat().st_size
         manifest: dict[str, Any] = {
             "recipe": recipe_of(tool),
@@ -150,6 +157,51 @@ def _move_into_place(staging: Path, final_home: Path) -> None:
         final_home.rename(stale)
         shutil.rmtree(stale, ignore_errors=True)
     staging.rename(final_home)
+
+
+def main_source_text(tool: GoTool) -> str:
+    """The Go source of a tool's own `main` (`GoTool.main_source`), shipped as package data."""
+    resource = importlib.resources.files("starling.toolchain") / "mains" / tool.main_source
+    return resource.read_text(encoding="utf-8")
+
+
+def _write_own_main(go: str, tool: GoTool, wrapper: Path, env: dict[str, str], label: str) -> None:
+    """Put our `main.go` and the module files it embeds into the wrapper's root package."""
+    module_dir = _download_module(go, tool, wrapper, env, label)
+    for inside_module, wrapper_name in tool.module_files:
+        source = module_dir / inside_module
+        if not source.is_file():
+            raise ToolBuildError(
+                f"building {label}: {tool.module}@{tool.version} has no {inside_module} "
+                f"(GoTool.module_files of {tool.name})"
+            )
+        # The module cache is read-only; the copy must be writable so cleanup can remove it.
+        (wrapper / wrapper_name).write_bytes(source.read_bytes())
+    (wrapper / "main.go").write_text(main_source_text(tool), encoding="utf-8")
+
+
+def _download_module(go: str, tool: GoTool, wrapper: Path, env: dict[str, str], label: str) -> Path:
+    result = subprocess.run(
+        [go, "mod", "download", "-json", f"{tool.module}@{tool.version}"],
+        cwd=wrapper,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    try:
+        info = json.loads(result.stdout)
+    except ValueError:
+        info = {}
+    directory = info.get("Dir") if isinstance(info, dict) else None
+    if result.returncode != 0 or not directory:
+        detail = (info.get("Error") if isinstance(info, dict) else None) or result.stderr
+        raise ToolBuildError(
+            f"building {label}: `go mod download {tool.module}@{tool.version}` failed: "
+            f"{str(detail).strip()}"
+        )
+    return Path(directory)
 
 
 def _build_env(gobin: Path) -> dict[str, str]:
@@ -197,9 +249,11 @@ def _run_go_install(
     go: str, tool: GoTool, wrapper: Path, env: dict[str, str], label: str, report: Progress
 ) -> None:
     command = [go, "install", "-v"]
+    if tool.tags:
+        command += ["-tags", ",".join(tool.tags)]
     if tool.ldflags:
         command += ["-ldflags", tool.ldflags]
-    command.append(tool.package)
+    command.append(tool.install_target)
 
     tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
     counts = {"downloaded": 0, "compiled": 0}
@@ -252,8 +306,7 @@ def _run_go_install(
 
 def wrapper_go_mod(tool: GoTool, go_language_version: str) -> str:
     lines = [
-        # A reserved top-level domain: this module is never published or fetched.
-        f"module starling.invalid/toolbuild/{tool.name}",
+        f"module {wrapper_module_path(tool)}",
         "",
         f"go {go_language_version}",
         "",
@@ -274,7 +327,7 @@ def wrapper_go_mod(tool: GoTool, go_language_version: str) -> str:
 
 def recipe_of(tool: GoTool) -> dict[str, Any]:
     # Lists, not tuples, so the value round-trips through JSON and compares equal.
-    return {
+    recipe: dict[str, Any] = {
         "name": tool.name,
         "module": tool.module,
         "package": tool.package,
@@ -283,6 +336,20 @@ def recipe_of(tool: GoTool) -> dict[str, Any]:
         "extra_requires": [list(pair) for pair in tool.extra_requires],
         "replaces": [list(entry) for entry in tool.replaces],
     }
+    # Recorded only when used, so the recipes of tools built before these fields existed
+    # (helm's cache on every machine) stay equal and are not rebuilt for nothing.
+    if tool.binary != tool.installed_name:
+        recipe["binary"] = tool.binary
+    if tool.tags:
+        recipe["tags"] = list(tool.tags)
+    if tool.main_source:
+        # An edit of our main.go must rebuild, though the file name stays the same.
+        recipe["main_source"] = {
+            "name": tool.main_source,
+            "sha256": hashlib.sha256(main_source_text(tool).encode()).hexdigest(),
+        }
+        recipe["module_files"] = [list(pair) for pair in tool.module_files]
+    return recipe
 
 
 def _go_version(go: str) -> str:
