@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from starling_infra import meta
 
@@ -51,6 +52,32 @@ def operator_values(watch_namespace: pulumi.Input[str]) -> dict[str, object]:
     }
 
 
+def load_crds(directory: Path) -> list[dict[str, Any]]:
+    """The CRDs as the API server will store them.
+
+    Strimzi 1.2.0's Kafka CRD declares `status.clusterSecurity` with `properties: {}`; the
+    API server drops the empty map, so applying the file as written makes every later
+    preview propose to add it back (found by the controlplane tier). Pruning empty
+    `properties` maps here keeps a second `up` a true no-op without changing the schema.
+    """
+    paths = sorted(directory.glob("*.yaml"))
+    if not paths:
+        raise FileNotFoundError(f"no Strimzi CRD files (*.yaml) in {directory}")
+    return [_without_empty_properties(yaml.safe_load(path.read_text())) for path in paths]
+
+
+def _without_empty_properties(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            key: _without_empty_properties(value)
+            for key, value in node.items()
+            if not (key == "properties" and value == {})
+        }
+    if isinstance(node, list):
+        return [_without_empty_properties(item) for item in node]
+    return node
+
+
 class StrimziOperator(pulumi.ComponentResource):
     release: k8s.helm.v3.Release | None
     crds: k8s.yaml.v2.ConfigGroup | None
@@ -63,10 +90,9 @@ class StrimziOperator(pulumi.ComponentResource):
         self.crds = None
         self.release = None
         if args.crds_from == "directory":
-            files = sorted(str(path) for path in args.crds_directory.glob("*.yaml"))
             self.crds = k8s.yaml.v2.ConfigGroup(
                 f"{name}-crds",
-                files=files,
+                objs=load_crds(args.crds_directory),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on)),
             )
         if args.install_operator:

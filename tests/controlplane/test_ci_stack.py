@@ -228,38 +228,20 @@ def test_store_statefulset_exists_without_waiting(api: KubeApi) -> None:
     assert store.get("status", {}).get("readyReplicas", 0) == 0
 
 
-# Found by this tier: the Strimzi 1.2.0 Kafka CRD declares `status.clusterSecurity` as
-# `type: object, properties: {}`; the API server stores it without the empty `properties`,
-# so the provider (embedded in `yaml/v2:ConfigGroup`) proposes to add it back on every
-# preview. Until the program normalises the CRDs it applies (docs/controlplane.md), this one
-# update is the only change a no-op run proposes; the strict xfail below keeps it visible.
-KNOWN_DRIFT = (
-    "update",
-    "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition",
-    "strimzi-crds:kafkas.kafka.strimzi.io",
-)
-
-
 def _changes(log: StepLog) -> list[tuple[str, str, str]]:
-    return [
-        (op, kind, name) for op, kind, name, _ in log.changed() if (op, kind, name) != KNOWN_DRIFT
-    ]
+    return [(op, kind, name) for op, kind, name, _ in log.changed()]
 
 
-def test_second_run_changes_nothing_but_the_known_crd_drift(ci: CiStack) -> None:
+def test_second_run_changes_nothing(ci: CiStack) -> None:
+    # Once proposed a CRD update every time (Strimzi's Kafka CRD has an empty `properties`
+    # map the API server prunes); the program now applies the CRDs pruned the same way.
     result, log = ci.preview()
     assert _changes(log) == []
-    assert set(result.change_summary) <= {OpType.SAME, OpType.UPDATE}
-    assert result.change_summary.get(OpType.UPDATE, 0) <= 1
+    assert set(result.change_summary) == {OpType.SAME}
     _, up_log = ci.up()
     assert _changes(up_log) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Kafka CRD's empty `properties: {}` is pruned by the API server and re-proposed "
-    "on every preview (see KNOWN_DRIFT)",
-)
 def test_second_preview_expects_no_changes(ci: CiStack) -> None:
     ci.preview(expect_no_changes=True)
 

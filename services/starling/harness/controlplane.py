@@ -41,7 +41,7 @@ from typing import Any, Self
 import httpx
 
 # PyYAML is in the dev group (the harness is a development tool); no type stubs for it.
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from starling.harness import _process
 from starling.harness.tls import write_tls_files
