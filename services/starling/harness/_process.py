@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -12,6 +13,7 @@ import sys
 import threading
 from collections import deque
 from pathlib import Path
+from typing import Generic, Protocol, TypeVar
 
 _log = logging.getLogger(__name__)
 
@@ -156,3 +158,33 @@ def tail(path: Path, lines: int = 40) -> str:
             return "".join(deque(handle, maxlen=lines)).rstrip("\n")
     except FileNotFoundError:
         return f"({path} does not exist)"
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
+class StopAtExit(Generic[S]):
+    """Servers not yet stopped, stopped at interpreter exit in case a caller forgot."""
+
+    def __init__(self) -> None:
+        self._running: set[S] = set()
+        self._lock = threading.Lock()
+        atexit.register(self.stop_all)
+
+    def add(self, server: S) -> None:
+        with self._lock:
+            self._running.add(server)
+
+    def discard(self, server: S) -> None:
+        with self._lock:
+            self._running.discard(server)
+
+    def stop_all(self) -> None:
+        with self._lock:
+            leftovers = list(self._running)
+        for server in leftovers:
+            server.stop()

@@ -21,7 +21,6 @@ created but never run, so nothing ever becomes Ready.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import json
@@ -30,7 +29,6 @@ import shutil
 import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,16 +177,7 @@ class KubeApi:
         return decoded
 
 
-_live_planes: set[ControlPlane] = set()
-_live_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_leftover_planes() -> None:
-    with _live_lock:
-        leftovers = list(_live_planes)
-    for plane in leftovers:
-        plane.stop()
+_live_planes: _process.StopAtExit[ControlPlane] = _process.StopAtExit()
 
 
 class ControlPlane:
@@ -236,8 +225,7 @@ class ControlPlane:
         directory = Path(tempfile.mkdtemp(prefix="starling-controlplane-"))
         _process.reaper.watch_directory(directory)
         plane = cls(binaries, directory, report)
-        with _live_lock:
-            _live_planes.add(plane)
+        _live_planes.add(plane)
         try:
             plane._launch(ready_timeout, controller_manager)
             if install_strimzi_crds:
@@ -260,8 +248,7 @@ class ControlPlane:
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
             _process.reaper.forget_directory(self.directory)
-            with _live_lock:
-                _live_planes.discard(self)
+            _live_planes.discard(self)
 
     def __enter__(self) -> Self:
         return self

@@ -16,13 +16,11 @@ Usage::
 
 from __future__ import annotations
 
-import atexit
 import base64
 import os
 import shutil
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -242,17 +240,7 @@ def _java_executable() -> str:
     return java
 
 
-# Clusters not yet stopped; stopped at interpreter exit in case a caller forgot.
-_live_clusters: set[KafkaCluster] = set()
-_live_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_leftover_clusters() -> None:
-    with _live_lock:
-        leftovers = list(_live_clusters)
-    for cluster in leftovers:
-        cluster.stop()
+_live_clusters: _process.StopAtExit[KafkaCluster] = _process.StopAtExit()
 
 
 class KafkaCluster:
@@ -362,8 +350,7 @@ class KafkaCluster:
                 authorizer=authorizer,
                 version=distribution.version,
             )
-            with _live_lock:
-                _live_clusters.add(cluster)
+            _live_clusters.add(cluster)
             cluster._write_configuration()
             cluster._format_storage()
             for node in node_list:
@@ -399,8 +386,7 @@ class KafkaCluster:
                 node.kill()
             shutil.rmtree(self.directory, ignore_errors=True)
             _process.reaper.forget_directory(self.directory)
-            with _live_lock:
-                _live_clusters.discard(self)
+            _live_clusters.discard(self)
 
     def __enter__(self) -> Self:
         return self

@@ -10,12 +10,10 @@ Usage::
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,16 +36,7 @@ def redis_server_executable() -> str:
     return executable
 
 
-_live_servers: set[RedisServer] = set()
-_live_lock = threading.Lock()
-
-
-@atexit.register
-def _stop_leftover_servers() -> None:
-    with _live_lock:
-        leftovers = list(_live_servers)
-    for server in leftovers:
-        server.stop()
+_live_servers: _process.StopAtExit[RedisServer] = _process.StopAtExit()
 
 
 class RedisServer:
@@ -92,8 +81,7 @@ class RedisServer:
             appendonly=appendonly,
             extra_config=extra_config or {},
         )
-        with _live_lock:
-            _live_servers.add(server)
+        _live_servers.add(server)
         try:
             server._launch(ready_timeout)
         except BaseException:
@@ -139,8 +127,7 @@ class RedisServer:
         finally:
             shutil.rmtree(self.directory, ignore_errors=True)
             _process.reaper.forget_directory(self.directory)
-            with _live_lock:
-                _live_servers.discard(self)
+            _live_servers.discard(self)
 
     def __enter__(self) -> Self:
         return self
