@@ -8,6 +8,7 @@ Config is fed the way the engine feeds it: every value a string, structured valu
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -176,6 +177,9 @@ def run_program(
     for key in remove:
         config.pop(key, None)
 
+    # Pulumi's mocks schedule on the thread's current event loop; a test that ran
+    # `asyncio.run` before (the Airflow and control-plane tiers do) leaves none set.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = RecordingMocks()
     monitor = RecordingMonitor(mocks)
     pulumi.runtime.set_mocks(mocks, project="starling", stack=stack, preview=False, monitor=monitor)
