@@ -18,7 +18,7 @@ from starling_infra import meta
 from starling_infra.passwords import Purposes, derive_password
 from starling_infra.security import (
     restricted_container_security_context,
-    restricted_pod_security_context,
+    single_pod_stateful_set_spec,
 )
 
 NAME = "starling-airflow-db"
@@ -188,19 +188,12 @@ def _stateful_set_spec(
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ],
     )
-    return k8s.apps.v1.StatefulSetSpecArgs(
-        replicas=1,
+    return single_pod_stateful_set_spec(
         service_name=NAME,
-        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+        selector=selector,
+        labels=labels,
+        uid=POSTGRES_UID,
+        container=container,
+        volumes=volumes,
         volume_claim_templates=claims,
-        template=k8s.core.v1.PodTemplateSpecArgs(
-            metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-            spec=k8s.core.v1.PodSpecArgs(
-                automount_service_account_token=False,
-                enable_service_links=False,
-                security_context=restricted_pod_security_context(POSTGRES_UID),
-                containers=[container],
-                volumes=volumes,
-            ),
-        ),
     )

@@ -895,7 +895,7 @@ class TrafficGenerator:
         actor: int,
         action: InteractionAction,
         target: int,
-        tweet_id: int,
+        tweet_id: int | None,
         platform: Platform,
     ) -> UserInteraction:
         return UserInteraction(
@@ -965,15 +965,8 @@ class TrafficGenerator:
         target: int,
         tweet_id: int | None,
     ) -> UserInteraction:
-        return UserInteraction(
-            event_id=_make_uuid4(self._rng.getrandbits(128)),
-            schema_version=_SCHEMA_VERSION,
-            event_time=event_time,
-            actor_id=actor,
-            action=action,
-            target_user_id=target,
-            tweet_id=tweet_id,
-            platform=self._platform_of[actor],
+        return self._companion(
+            event_time, actor, action, target, tweet_id, self._platform_of[actor]
         )
 
     def _take(self, items: list[tuple[int, int, int]]) -> tuple[int, int, int]:
