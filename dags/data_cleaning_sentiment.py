@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
+from starling.topics import CATALOG, TWEETS, TWEETS_ENRICHED
 from starling_operators.callbacks import PublishTaskFailure
 from starling_operators.operators import ConsumerLagSensor
 
@@ -34,13 +35,13 @@ with DAG(
         "retries": 2,
         "retry_delay": timedelta(minutes=2),
         "execution_timeout": timedelta(minutes=20),
-        "on_failure_callback": PublishTaskFailure("tweets.enriched.dlq"),
+        "on_failure_callback": PublishTaskFailure(CATALOG.get(TWEETS_ENRICHED).dlq_name),
     },
 ) as dag:
     ingestion_caught_up = ConsumerLagSensor(
         task_id="ingestion_caught_up",
         group_id="starling-ingestion",
-        topics=["tweets"],
+        topics=[TWEETS],
         max_lag=1000,
         poke_interval=30,
         timeout=timedelta(minutes=15).total_seconds(),

@@ -23,10 +23,11 @@ from typing import Any
 from airflow.providers.apache.kafka.triggers.msg_queue import KafkaMessageQueueTrigger
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
+from starling.topics import CATALOG, LOGINS
 from starling_operators.callbacks import PublishTaskFailure
 
 # The watcher's topic is fixed when the file is parsed; tests sharing one broker prefix it.
-LOGINS_TOPIC = os.environ.get("STARLING_TOPIC_PREFIX", "") + "user.logins"
+LOGINS_TOPIC = os.environ.get("STARLING_TOPIC_PREFIX", "") + LOGINS
 
 user_logins = Asset(
     name="user_logins",
@@ -61,7 +62,7 @@ with DAG(
         "retries": 3,
         "retry_delay": timedelta(seconds=30),
         "execution_timeout": timedelta(minutes=5),
-        "on_failure_callback": PublishTaskFailure("user.logins.dlq"),
+        "on_failure_callback": PublishTaskFailure(CATALOG.get(LOGINS).dlq_name),
     },
 ) as dag:
 

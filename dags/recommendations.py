@@ -18,6 +18,7 @@ from typing import Any
 
 from airflow.sdk import DAG, CronDataIntervalTimetable, task
 
+from starling.topics import CATALOG, INTERACTIONS
 from starling_operators.callbacks import PublishTaskFailure
 
 with DAG(
@@ -36,7 +37,7 @@ with DAG(
         "retries": 2,
         "retry_delay": timedelta(minutes=2),
         "execution_timeout": timedelta(minutes=30),
-        "on_failure_callback": PublishTaskFailure("user.interactions.dlq"),
+        "on_failure_callback": PublishTaskFailure(CATALOG.get(INTERACTIONS).dlq_name),
     },
 ) as dag:
 

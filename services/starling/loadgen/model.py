@@ -796,16 +796,6 @@ class TrafficGenerator:
         # Mostly from the author's usual client, sometimes from another one.
         platform = self._platform_of[author] if random_() < 0.9 else _PLATFORMS[int(random_() * 3)]
         self._remember_tweet(tweet_id, author)
-        if reply_to is None and quote_of is None:
-            return TweetCreated(
-                event_id=_make_uuid4(self._rng.getrandbits(128)),
-                schema_version=_SCHEMA_VERSION,
-                event_time=event_time,
-                tweet_id=tweet_id,
-                author_id=author,
-                text=" ".join(parts),
-                platform=platform,
-            )
         if reply_to is not None:
             self._pending.append(
                 (author, InteractionAction.REPLY, reply_to[1], reply_to[0], platform)
