@@ -6,9 +6,12 @@ Every hour, reads the hour's `user.interactions` (selected by record timestamp w
 activity (actions done and received, engagement given and received) and interval
 aggregates (actions by type, active users, most engaged tweets), and stores them under
 `starling:airflow:activity:<interval>:*` (a re-run replaces the interval's keys).
-Invalid records go to `user.interactions.dlq`. The consumer group
-`starling-airflow-interaction-analysis` is advanced after the store write, so lag
-dashboards show how far behind Airflow is.
+Once they are stored, one `ActivitySummary` event (totals by action, active users,
+engagement, most engaged tweets) goes to `activity.summaries`, with an id derived from the
+interval: a re-run sends the same event id, and consumers dedupe it. Invalid records go to
+`user.interactions.dlq`. The consumer group `starling-airflow-interaction-analysis` is
+advanced after the store write and the event, so lag dashboards show how far behind
+Airflow is.
 """
 
 from __future__ import annotations

@@ -62,6 +62,20 @@ class ActivityReport:
     def active_users(self) -> int:
         return sum(1 for activity in self.users.values() if activity.actions)
 
+    @property
+    def users_engaged(self) -> int:
+        """Users whose tweets got a positive net engagement."""
+        return sum(1 for activity in self.users.values() if activity.engagement_received > 0)
+
+    @property
+    def engaged_tweets(self) -> int:
+        return sum(1 for score in self.tweet_engagement.values() if score > 0)
+
+    @property
+    def engagement_total(self) -> float:
+        # float() so an empty interval gives 0.0, not the int 0, in the store and the event.
+        return float(sum(self.tweet_engagement.values()))
+
     def top_tweets(self, limit: int = DEFAULT_LIMIT) -> list[tuple[int, float]]:
         ranked = sorted(self.tweet_engagement.items(), key=lambda item: (-item[1], item[0]))
         return [(tweet, score) for tweet, score in ranked if score > 0][:limit]
@@ -70,11 +84,9 @@ class ActivityReport:
         fields = {
             "events": str(self.events),
             "active_users": str(self.active_users),
-            "users_engaged": str(
-                sum(1 for activity in self.users.values() if activity.engagement_received > 0)
-            ),
-            "engaged_tweets": str(sum(1 for v in self.tweet_engagement.values() if v > 0)),
-            "engagement_total": repr(sum(self.tweet_engagement.values())),
+            "users_engaged": str(self.users_engaged),
+            "engaged_tweets": str(self.engaged_tweets),
+            "engagement_total": repr(self.engagement_total),
         }
         fields.update({f"action.{a}": str(n) for a, n in sorted(self.action_counts.items())})
         return fields

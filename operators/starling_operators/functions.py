@@ -5,39 +5,7 @@ this installed package, never in `dags/`.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Iterator
-from typing import Any
-
-from starling.events import EventError, UserLogin, decode_as
-
-
-def login_message_payload(message: Any) -> dict[str, Any]:
-    """apply_function of the login watcher (`KafkaMessageQueueTrigger`): every message fires
-    the asset, carrying where it came from and its payload; an invalid one is marked so the
-    DAG dead-letters it (returning None here would silently drop it: the trigger commits
-    non-matching messages).
-
-    The payload must be JSON-serialisable: it is stored as the asset event's extra.
-    """
-    value: bytes | None = message.value()
-    key: bytes | None = message.key()
-    _kind, timestamp = message.timestamp()
-    payload: dict[str, Any] = {
-        "topic": message.topic(),
-        "partition": message.partition(),
-        "offset": message.offset(),
-        "timestamp_ms": timestamp,
-        "key": base64.b64encode(key).decode() if key is not None else None,
-        "value": base64.b64encode(value).decode() if value is not None else None,
-    }
-    try:
-        login = decode_as(value or b"", UserLogin)
-        payload["user_id"] = login.user_id
-        payload["event_id"] = str(login.event_id)
-    except EventError as error:
-        payload["error"] = str(error)
-    return payload
 
 
 def encoded_events(payloads: Iterable[bytes | str]) -> Iterator[tuple[bytes | None, bytes]]:

@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from starling.topics import (
+    ACTIVITY_SUMMARIES,
     CATALOG,
     INTERACTIONS,
     LOGINS,
@@ -120,8 +121,8 @@ PRINCIPALS: tuple[Principal, ...] = (
         "gateway",
         PrincipalKind.SERVICE,
         "accepts client actions and produces them; serves timelines, trends, notifications "
-        "and pushes trend updates live",
-        reads=(TRENDS,),
+        "and hourly activity summaries, and pushes trend updates live",
+        reads=(TRENDS, ACTIVITY_SUMMARIES),
         writes=(LOGINS, TWEETS, INTERACTIONS),
     ),
     _principal(
@@ -156,7 +157,7 @@ PRINCIPALS: tuple[Principal, ...] = (
         PrincipalKind.WORKFLOW,
         "interaction analysis, recommendations, login handling, cleaning and sentiment DAGs",
         reads=(LOGINS, INTERACTIONS, TWEETS_ENRICHED),
-        writes=(RECOMMENDATIONS, NOTIFICATIONS),
+        writes=(RECOMMENDATIONS, NOTIFICATIONS, ACTIVITY_SUMMARIES),
         group_is_prefix=True,
         # The cleaning DAG waits for ingestion to catch up before it re-scores.
         observes=("ingestion",),

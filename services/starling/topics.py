@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from starling.events.schemas import (
+    ActivitySummary,
     EventBase,
     Notification,
     Recommendation,
@@ -151,6 +152,7 @@ INTERACTIONS = "user.interactions"
 RECOMMENDATIONS = "recommendations"
 NOTIFICATIONS = "notifications"
 TRENDS = "trends"
+ACTIVITY_SUMMARIES = "activity.summaries"
 
 CATALOG = TopicCatalog(
     (
@@ -209,6 +211,19 @@ CATALOG = TopicCatalog(
             key="hashtag",
             partitions=3,
             retention_ms=1 * DAY_MS,
+        ),
+        TopicSpec(
+            name=ACTIVITY_SUMMARIES,
+            description="per-interval interaction aggregates (totals by action, active users,"
+            " most engaged tweets) from the interaction-analysis DAG",
+            event_types=(ActivitySummary,),
+            key="interval_start",
+            # One event an hour: a single partition is plenty and keeps the summaries in
+            # the order they were produced for readers that chart them over time.
+            partitions=1,
+            # As long as the interactions they summarise: an interval can be re-run (and
+            # its summary re-sent) only while its source records are retained.
+            retention_ms=7 * DAY_MS,
         ),
     )
 )

@@ -22,6 +22,7 @@ ARG_TO_PACKAGE = {
     "REDIS_VERSION": "redis",
     "HIREDIS_VERSION": "hiredis",
     "VADERSENTIMENT_VERSION": "vadersentiment",
+    "PROMETHEUS_CLIENT_VERSION": "prometheus-client",
 }
 
 

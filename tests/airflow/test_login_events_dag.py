@@ -1,13 +1,14 @@
-"""login_events: the asset watcher's real `KafkaMessageQueueTrigger` fires on logins produced to
-the real broker, and the DAG run processes exactly those records; verdicts checked against
-a reference computed here and against the generator's injected anomalies."""
+"""login_events: logins produced to the real broker start DAG runs through a real Airflow
+(triggerer, scheduler, dag-processor, api-server), with verdicts checked against a
+reference computed here and against the generator's injected anomalies."""
 
 from __future__ import annotations
 
-import asyncio
+import json
 import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,13 +23,14 @@ from starling.events import (
     decode_as,
     new_event,
 )
+from starling.harness.airflow import AirflowStack
 from starling.loadgen import LoginAnomalyKind, TrafficConfig, TrafficGenerator
 from starling.store.graph import load_graph
 from starling.topics import LOGINS, NOTIFICATIONS, RECOMMENDATIONS
 from starling_operators import kafka as kafka_helpers
-from starling_operators.functions import login_message_payload
 from starling_operators.records import event_message
-from tests.airflow.conftest import load_namespace
+from starling_operators.triggers import login_trigger_payload
+from tests.airflow.conftest import DAGS, kafka_connection
 from tests.airflow.test_recommendations_dag import reference_who_to_follow
 from tests.airflow.traffic import read_topic
 
@@ -51,117 +53,165 @@ def login(country: str, success: bool, minutes: float) -> UserLogin:
     )
 
 
-async def fire(trigger: Any, times: int, timeout: float = 60) -> list[dict[str, Any]]:
-    """Run the trigger as the triggerer does, once per expected event: each run yields one
-    TriggerEvent and stops; its consumer is closed before the next run joins the group."""
-    payloads = []
-    for _ in range(times):
-
-        async def first_event() -> Any:
-            async for event in trigger.run():
-                return event
-            raise AssertionError("trigger ended without an event")
-
-        try:
-            event = await asyncio.wait_for(first_event(), timeout)
-        finally:
-            await trigger.trigger.cleanup()
-        payloads.append(event.payload)
-    return payloads
+def produce(bootstrap: str, topic: str, messages: list[kafka_helpers.OutgoingMessage]) -> None:
+    kafka_helpers.produce_all({"bootstrap.servers": bootstrap}, topic, messages)
 
 
-def test_trigger_fires_on_real_logins_and_the_run_flags_the_new_country(
-    starling_env: dict[str, str], redis_client: Any
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (what the trigger has acknowledged)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        # A partition the group never committed on reports a negative sentinel: nothing read.
+        return {tp.partition: max(tp.offset, 0) for tp in committed}
+    finally:
+        consumer.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "starling-airflow-test-ends"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
+def asset_event_ids(af: AirflowStack) -> list[str]:
+    """The login event ids carried by the stored asset events, one per fired trigger event."""
+    rows = af.query("SELECT extra FROM asset_event ORDER BY id")
+    return [json.loads(r["extra"])["payload"]["event_id"] for r in rows]
+
+
+def finished_runs(af: AirflowStack) -> list[dict[str, Any]]:
+    runs = af.dag_runs("login_events")
+    return runs if runs and all(r["state"] in ("success", "failed") for r in runs) else []
+
+
+def handled_logins(af: AirflowStack) -> int:
+    """Logins judged by all login_events runs so far (each run's XCom counts its own)."""
+    rows = af.query("SELECT value FROM xcom WHERE dag_id = 'login_events' AND key = 'return_value'")
+    return sum(int(json.loads(r["value"])["logins"]) for r in rows)
+
+
+def all_handled(af: AirflowStack, logins: int) -> bool:
+    return (
+        len(asset_event_ids(af)) == logins
+        and bool(finished_runs(af))
+        and handled_logins(af) == logins
+    )
+
+
+def test_logins_on_the_topic_run_the_dag_through_triggerer_and_scheduler(
+    starling_env: dict[str, str], redis_server: Any, redis_client: Any, tmp_path: Path
 ) -> None:
+    """No manual trigger and no dag.test(): the real triggerer, scheduler, dag-processor and
+    api-server. Logins produced to the topic fire the asset watcher, the scheduler starts
+    asset-triggered runs, the task flags the new-country login; a record that is not a login
+    is dead-lettered by the trigger and starts nothing; offsets are committed after the
+    asset events are stored, and a triggerer killed with SIGKILL loses no login."""
     bootstrap, prefix = starling_env["bootstrap"], starling_env["prefix"]
+    topic = prefix + LOGINS
+    group = f"starling-airflow-login-watcher-{prefix}"
     generator = TrafficGenerator(TrafficConfig(seed=5, users=100))
     graph = generator.graph
     load_graph(redis_client, {user: graph.followers(user) for user in graph.user_ids})
 
-    logins = [login("US", True, 0), login("US", True, 1), login("BR", True, 2)]
-    topic = prefix + LOGINS
-    kafka_helpers.produce_all(
-        {"bootstrap.servers": bootstrap},
-        topic,
-        [*(event_message(e) for e in logins), kafka_helpers.OutgoingMessage(b"x", b"{oops")],
-    )
-
-    namespace = load_namespace("login_events.py")
-    asset, dag = namespace["user_logins"], namespace["dag"]
-    for task in dag.tasks:
-        task.retries = 0
-    trigger = asset.watchers[0].trigger
-    assert trigger.serialize()[1]["topics"] == [topic]
-
+    # Only the login DAG: the hourly ones would run against empty topics meanwhile.
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "login_events.py").symlink_to(DAGS / "login_events.py")
+    env = {
+        "AIRFLOW_CONN_KAFKA_DEFAULT": kafka_connection(bootstrap, **{"group.id": group}),
+        "AIRFLOW_CONN_STARLING_STORE": redis_server.url,
+        "STARLING_TOPIC_PREFIX": prefix,
+        # Airflow may hold an asset event back until the next one (see the DAG's doc); the
+        # sweep that bounds that wait runs every minute here.
+        "STARLING_LOGIN_SWEEP_MINUTES": "1",
+    }
     started = time.monotonic()
-    payloads = asyncio.run(fire(trigger, len(logins) + 1))
-    fire_seconds = time.monotonic() - started
-    # Logins of one user share a partition, so they fire in order; the malformed record
-    # (another key, another partition) fires too, marked for the DLQ.
-    valid = [p["event_id"] for p in payloads if "error" not in p]
-    assert valid == [str(e.event_id) for e in logins]
-    assert sum("error" in p for p in payloads) == 1
-    print(f"trigger fired {len(payloads)} times in {fire_seconds:.1f} s")
+    with AirflowStack.start(dags_folder=dags, env=env) as af:
+        print(f"airflow stack healthy in {time.monotonic() - started:.1f} s")
+        logins = [login("US", True, 0), login("US", True, 1), login("BR", True, 2)]
+        produced = time.monotonic()
+        produce(
+            bootstrap,
+            topic,
+            [*(event_message(e) for e in logins), kafka_helpers.OutgoingMessage(b"x", b"{oops")],
+        )
+        af.wait_until(
+            lambda: all_handled(af, len(logins)),
+            timeout=150,
+            what="three asset events, each login handled once by finished runs",
+        )
+        print(f"logins to finished runs in {time.monotonic() - produced:.1f} s")
 
-    # As the scheduler would: one run for the queued asset events, their payloads in it.
-    run = dag.test(run_conf={"payloads": payloads})
-    assert run.state == "success"
+        runs = finished_runs(af)
+        assert "asset_triggered" in {r["run_type"] for r in runs}
+        assert {r["state"] for r in runs} == {"success"}
+        # Each login fired exactly one asset event, in order (one user, one partition);
+        # the malformed record fired none.
+        assert asset_event_ids(af) == [str(e.event_id) for e in logins]
 
-    notes = [
-        decode_as(r.value or b"", Notification)
-        for r in read_topic(bootstrap, prefix + NOTIFICATIONS)
-    ]
-    assert [(n.recipient_id, n.kind, n.source_event_id) for n in notes] == [
-        (USER, NotificationKind.ACCOUNT_ACTIVITY, logins[2].event_id)
-    ]
-    assert "BR" in notes[0].message
-    dead = read_topic(bootstrap, topic + ".dlq")
-    assert [r.value for r in dead] == [b"{oops"]
+        notes = [
+            decode_as(r.value or b"", Notification)
+            for r in read_topic(bootstrap, prefix + NOTIFICATIONS)
+        ]
+        assert [(n.recipient_id, n.kind, n.source_event_id) for n in notes] == [
+            (USER, NotificationKind.ACCOUNT_ACTIVITY, logins[2].event_id)
+        ]
+        assert "BR" in notes[0].message
+        recs = [
+            decode_as(r.value or b"", Recommendation)
+            for r in read_topic(bootstrap, prefix + RECOMMENDATIONS)
+        ]
+        following = {u: set(graph.following(u)) for u in graph.user_ids}
+        expected = reference_who_to_follow(USER, following, set())
+        wtf = [r for r in recs if r.kind is RecommendationKind.WHO_TO_FOLLOW]
+        assert wtf, "a successful login refreshes who-to-follow"
+        assert [i.item_id for i in wtf[-1].items] == [c for c, _ in expected]
 
-    recs = [
-        decode_as(r.value or b"", Recommendation)
-        for r in read_topic(bootstrap, prefix + RECOMMENDATIONS)
-    ]
-    following = {u: set(graph.following(u)) for u in graph.user_ids}
-    expected = reference_who_to_follow(USER, following, set())
-    wtf = [r for r in recs if r.kind is RecommendationKind.WHO_TO_FOLLOW]
-    assert wtf, "a successful login refreshes who-to-follow"
-    assert [i.item_id for i in wtf[-1].items] == [c for c, _ in expected]
+        dead = read_topic(bootstrap, topic + ".dlq")
+        assert [r.value for r in dead] == [b"{oops"]
+        headers = dict(dead[0].headers)
+        assert headers["starling.error.kind"] == b"malformed"
+        assert headers["starling.source.topic"] == topic.encode()
+        assert headers["starling.service"] == b"login-watcher"
+        # Everything read was acknowledged after its asset event was stored.
+        af.wait_until(
+            lambda: committed_offsets(bootstrap, group, topic) == end_offsets(bootstrap, topic),
+            timeout=30,
+            what="the watcher's group committed through the end of the topic",
+        )
 
-    # Re-running the same records repeats the verdict and the notification id.
-    rerun = dag.test(run_conf={"payloads": payloads})
-    assert rerun.state == "success"
-    again = [
-        decode_as(r.value or b"", Notification)
-        for r in read_topic(bootstrap, prefix + NOTIFICATIONS)
-    ]
-    assert {n.event_id for n in again} == {notes[0].event_id}
-
-
-class _Message:
-    """The confluent-kafka Message accessors `login_message_payload` uses, over a record
-    read back from the broker."""
-
-    def __init__(self, record: kafka_helpers.KafkaRecord) -> None:
-        self._record = record
-
-    def value(self) -> bytes | None:
-        return self._record.value
-
-    def key(self) -> bytes | None:
-        return self._record.key
-
-    def topic(self) -> str:
-        return self._record.topic
-
-    def partition(self) -> int:
-        return self._record.partition
-
-    def offset(self) -> int:
-        return self._record.offset
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, self._record.timestamp_ms
+        # A triggerer crash: logins produced while it is down are picked up after restart,
+        # each exactly once (nothing was committed past them).
+        af.kill("triggerer")
+        later = [login("BR", True, 3), login("FR", True, 4)]
+        produce(bootstrap, topic, [event_message(e) for e in later])
+        af.restart("triggerer")
+        af.wait_until(
+            lambda: all_handled(af, len(logins) + len(later)),
+            timeout=150,
+            what="the logins produced while the triggerer was down, handled once",
+        )
+        assert asset_event_ids(af) == [str(e.event_id) for e in logins + later]
+        assert {r["state"] for r in finished_runs(af)} == {"success"}
+        notes = [
+            decode_as(r.value or b"", Notification)
+            for r in read_topic(bootstrap, prefix + NOTIFICATIONS)
+        ]
+        assert sorted(str(n.source_event_id) for n in notes) == sorted(
+            str(e.event_id) for e in (logins[2], later[1])
+        ), "FR is new after US and BR; BR is known by then"
 
 
 def reference_alerts(logins: list[UserLogin]) -> set[Any]:
@@ -206,7 +256,9 @@ def test_loadgen_logins_flagged_like_the_reference_and_the_injected_anomalies(
     kafka_helpers.produce_all(
         {"bootstrap.servers": bootstrap}, topic, [event_message(e) for e in logins]
     )
-    payloads = [login_message_payload(_Message(r)) for r in read_topic(bootstrap, topic)]
+    payloads = [
+        p for r in read_topic(bootstrap, topic) if (p := login_trigger_payload(r.value)) is not None
+    ]
     assert len(payloads) == len(logins)
 
     result = handle_logins(payloads)

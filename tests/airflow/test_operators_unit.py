@@ -19,7 +19,7 @@ from starling.events import (
     new_event,
 )
 from starling_operators import analytics, kafka, settings
-from starling_operators.functions import encoded_events, login_message_payload
+from starling_operators.functions import encoded_events
 from starling_operators.kafka import KafkaRecord
 from starling_operators.publish import InvalidEventError, validate_payloads
 from starling_operators.records import (
@@ -27,6 +27,7 @@ from starling_operators.records import (
     decode_records,
     derived_event_id,
 )
+from starling_operators.triggers import login_trigger_payload
 
 pytestmark = pytest.mark.unit
 
@@ -181,36 +182,14 @@ def test_validate_payloads_rejects_wrong_type_for_topic() -> None:
         validate_payloads("recommendations.dlq", [])
 
 
-class _Message:
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return b"7"
-
-    def topic(self) -> str:
-        return "user.logins"
-
-    def partition(self) -> int:
-        return 2
-
-    def offset(self) -> int:
-        return 9
-
-    def timestamp(self) -> tuple[int, int]:
-        return 1, 1234
-
-
-def test_login_watcher_payload_is_json_and_marks_invalid_records() -> None:
+def test_login_watcher_payload_is_json_and_none_for_invalid_records() -> None:
     event = login(True)
-    payload = login_message_payload(_Message(encode(event)))
+    payload = login_trigger_payload(encode(event))
+    assert payload is not None
     assert payload["event_id"] == str(event.event_id) and payload["user_id"] == 7
     assert base64.b64decode(payload["value"]) == encode(event)
-    bad = login_message_payload(_Message(b"nope"))
-    assert "error" in bad and "event_id" not in bad
+    assert login_trigger_payload(b"nope") is None
+    assert login_trigger_payload(None) is None
 
 
 def test_producer_function_yields_keyed_validated_events() -> None:

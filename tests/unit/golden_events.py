@@ -13,6 +13,7 @@ from pathlib import Path
 
 from starling.events import (
     EVENT_TYPES,
+    ActivitySummary,
     InteractionAction,
     Notification,
     NotificationKind,
@@ -22,6 +23,7 @@ from starling.events import (
     RecommendedItem,
     Trend,
     TweetCreated,
+    TweetEngagement,
     TweetEnriched,
     UserInteraction,
     UserLogin,
@@ -120,6 +122,29 @@ GOLDEN_EVENTS: tuple[EventBase, ...] = (
         expected=42.5,
         score=9.75,
         rank=1,
+    ),
+    ActivitySummary(
+        event_id=_id(8),
+        schema_version=1,
+        event_time=datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        interval_start=datetime(2026, 11, 27, 9, 0, tzinfo=UTC),
+        interval_end=datetime(2026, 11, 27, 10, 0, tzinfo=UTC),
+        interactions=6,
+        invalid_records=1,
+        actions={
+            InteractionAction.FOLLOW: 1,
+            InteractionAction.LIKE: 3,
+            InteractionAction.REPLY: 1,
+            InteractionAction.UNLIKE: 1,
+        },
+        active_users=4,
+        users_engaged=2,
+        engaged_tweets=2,
+        engagement_total=29.0,
+        top_tweets=[
+            TweetEngagement(tweet_id=1_861_000_000_000_000_001, score=27.0),
+            TweetEngagement(tweet_id=1_861_000_000_000_000_002, score=2.0),
+        ],
     ),
 )
 

@@ -5,6 +5,8 @@ History lives in the store per user: countries of successful logins, and failed 
 (by event id, scored by time). Each login's verdict is saved under its event id before
 anything is published, so a re-run (or a redelivered message) repeats the same verdict
 and the same notification id instead of judging against history it already updated.
+Once published, a login is marked handled: the sweep's look-back and later runs that see
+the same asset event again skip it.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ log = logging.getLogger(__name__)
 PURPOSE = "login-events"
 # A verdict outlives any redelivery or re-run of its login.
 VERDICT_TTL_S = 30 * 24 * 3600
+# The judging lock outlives no task (tasks time out at 5 minutes) and is waited for about
+# as long before the task fails and retries.
+LOCK_TTL_S = 300
+LOCK_WAIT_S = 240
 
 
 def payloads_from_asset_events(events: Iterable[Any]) -> list[dict[str, Any]]:
@@ -107,54 +113,100 @@ def _verdict(client: redis.Redis, login: UserLogin) -> list[str]:
 
 def handle_logins(
     payloads: Iterable[Mapping[str, Any]],
+    replay: Iterable[Mapping[str, Any]] = (),
     kafka_conn_id: str = settings.KAFKA_CONN_ID,
     store_conn_id: str = settings.STORE_CONN_ID,
 ) -> dict[str, Any]:
+    """Judge the logins of `payloads` (asset events of the watcher: the run's own and
+    the recent ones the sweep looks back on) that no run has handled yet, and every login
+    of `replay` (records given in the run's conf: handled again on purpose)."""
     config = kafka_config(kafka_conn_id)
     logins: list[UserLogin] = []
     dead: list[DeadLetter] = []
-    for payload in payloads:
+    replayed: set[str] = set()
+    for payload, is_replay in [*((p, False) for p in payloads), *((p, True) for p in replay)]:
         record = _record(payload)
         try:
-            logins.append(decode_as(record.value or b"", UserLogin))
+            login = decode_as(record.value or b"", UserLogin)
         except EventError as error:
             dead.append(DeadLetter(record, error))
+            continue
+        logins.append(login)
+        if is_replay:
+            replayed.add(str(login.event_id))
     if dead:
         kafka.produce_all(
             config,
             dlq_topic(settings.topic(LOGINS)),
             [dead_letter_message(d, f"{settings.SERVICE_NAME}:{PURPOSE}") for d in dead],
         )
-    logins.sort(key=lambda login: (login.event_time, str(login.event_id)))
 
     client = store_client(store_conn_id)
     try:
-        alerts = []
-        for login in logins:
-            reasons = _verdict(client, login)
-            if reasons:
-                alerts.append(
-                    Notification(
-                        event_id=derived_event_id("login-alert", login.event_id),
-                        schema_version=Notification.SCHEMA_VERSION,
-                        event_time=login.event_time,
-                        recipient_id=login.user_id,
-                        kind=NotificationKind.ACCOUNT_ACTIVITY,
-                        source_event_id=login.event_id,
-                        message=describe_login_alert(login, reasons),
-                    )
-                )
-        refreshed = refresh_recommendations(client, logins)
+        # Runs may overlap (a sweep and an event's run): judging and marking happen under
+        # one store lock, so a login is judged once and against history in order.
+        with client.lock(
+            store.key("login", "lock"), timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S
+        ):
+            result = _judge_and_publish(client, config, logins, replayed)
     finally:
         client.close()
+    return {**result, "invalid": len(dead)}
+
+
+def _judge_and_publish(
+    client: redis.Redis, config: Mapping[str, Any], logins: list[UserLogin], replayed: set[str]
+) -> dict[str, Any]:
+    # One login may reach several runs (its own, a sweep's look-back, a replay).
+    unique = {str(login.event_id): login for login in logins}
+    handled = _already_handled(client, [i for i in unique if i not in replayed])
+    todo = sorted(
+        (login for i, login in unique.items() if i not in handled),
+        key=lambda login: (login.event_time, str(login.event_id)),
+    )
+    alerts = []
+    for login in todo:
+        reasons = _verdict(client, login)
+        if reasons:
+            alerts.append(
+                Notification(
+                    event_id=derived_event_id("login-alert", login.event_id),
+                    schema_version=Notification.SCHEMA_VERSION,
+                    event_time=login.event_time,
+                    recipient_id=login.user_id,
+                    kind=NotificationKind.ACCOUNT_ACTIVITY,
+                    source_event_id=login.event_id,
+                    message=describe_login_alert(login, reasons),
+                )
+            )
+    refreshed = refresh_recommendations(client, todo)
     publish_events(config, NOTIFICATIONS, alerts)
     publish_events(config, RECOMMENDATIONS, refreshed)
+    # Marked only after publishing: a task that dies in between handles the logins
+    # again on retry, sending the same ids (consumers dedupe), never nothing.
+    _mark_handled(client, [str(login.event_id) for login in todo])
     return {
-        "logins": len(logins),
-        "invalid": len(dead),
+        "logins": len(todo),
+        "already_handled": len(handled),
         "alerts": [str(a.source_event_id) for a in alerts],
         "recommendations": len(refreshed),
     }
+
+
+def _already_handled(client: redis.Redis, event_ids: list[str]) -> set[str]:
+    if not event_ids:
+        return set()
+    flags: Any = client.mget([store.key("login", "handled", i) for i in event_ids])
+    return {i for i, flag in zip(event_ids, flags, strict=True) if flag is not None}
+
+
+def _mark_handled(client: redis.Redis, event_ids: list[str]) -> None:
+    if not event_ids:
+        return
+    pipe = client.pipeline(transaction=False)
+    for event_id in event_ids:
+        pipe.set(store.key("login", "handled", event_id), b"1", ex=VERDICT_TTL_S)
+    pipe.execute()
 
 
 def refresh_recommendations(client: redis.Redis, logins: Iterable[UserLogin]) -> list[Any]:

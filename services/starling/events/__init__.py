@@ -10,6 +10,8 @@ from starling.events.codec import (
 )
 from starling.events.schemas import (
     EVENT_TYPES,
+    MAX_TOP_TWEETS,
+    ActivitySummary,
     Event,
     EventBase,
     InteractionAction,
@@ -21,6 +23,7 @@ from starling.events.schemas import (
     RecommendedItem,
     Trend,
     TweetCreated,
+    TweetEngagement,
     TweetEnriched,
     UserInteraction,
     UserLogin,
@@ -31,6 +34,8 @@ from starling.events.schemas import (
 __all__ = [
     "EVENT_TYPES",
     "MAX_EVENT_BYTES",
+    "MAX_TOP_TWEETS",
+    "ActivitySummary",
     "Event",
     "EventBase",
     "EventError",
@@ -44,6 +49,7 @@ __all__ = [
     "RecommendedItem",
     "Trend",
     "TweetCreated",
+    "TweetEngagement",
     "TweetEnriched",
     "UserInteraction",
     "UserLogin",

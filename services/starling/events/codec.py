@@ -22,7 +22,8 @@ MAX_EVENT_BYTES = 64 * 1024
 E = TypeVar("E", bound=EventBase)
 
 _TAG_TO_CLASS: dict[str, type[EventBase]] = {type_tag(cls): cls for cls in EVENT_TYPES}
-_FIELD_IN_MESSAGE = re.compile(r" - at `(\$[^`]*)`$")
+# msgspec locates a bad dict key as "at `key` in `$.path`": the path is the dict's.
+_FIELD_IN_MESSAGE = re.compile(r" - at (?:`key` in )?`(\$[^`]*)`$")
 _MISSING_FIELD = re.compile(r"^Object missing required field `([^`]+)`")
 
 

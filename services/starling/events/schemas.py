@@ -281,6 +281,63 @@ class Trend(EventBase, frozen=True, kw_only=True, tag="trend"):
             raise ValueError("window_end must be after window_start - at `$.window_end`")
 
 
+# ---- activity summaries -------------------------------------------------------------------
+
+# The top-tweet list an activity summary may carry; the interaction-analysis DAG ranks this
+# many, so the event and the store's `top_tweets` hold the same list.
+MAX_TOP_TWEETS = 100
+Count = Annotated[int, Meta(ge=0)]
+
+
+class TweetEngagement(Struct, frozen=True, kw_only=True):
+    tweet_id: TweetId
+    # Net weighted engagement (reply 27, retweet and quote 2, like 1, unlike -1): a tweet
+    # ranks only when its net is positive.
+    score: Annotated[float, Meta(gt=0.0, le=1e12)]
+
+
+class ActivitySummary(EventBase, frozen=True, kw_only=True, tag="activity.summary"):
+    """The aggregates of one data interval of `user.interactions`: totals by action, active
+    users, engagement and the most engaged tweets. One per interval: a re-run of the
+    interval sends the same `event_id` again, so consumers dedupe it. Actions that did not
+    occur are absent from `actions`."""
+
+    # Keyed by the interval, so every run of one interval lands on the same partition.
+    KEY_FIELD: ClassVar[str] = "interval_start"
+
+    interval_start: EventTime
+    interval_end: EventTime
+    interactions: Count
+    # Records of the interval that were not valid interactions (they went to the DLQ).
+    invalid_records: Count
+    actions: Annotated[dict[InteractionAction, Count], Meta(max_length=len(InteractionAction))]
+    active_users: Count
+    users_engaged: Count
+    engaged_tweets: Count
+    engagement_total: Score
+    top_tweets: Annotated[list[TweetEngagement], Meta(max_length=MAX_TOP_TWEETS)]
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.interval_end <= self.interval_start:
+            raise ValueError("interval_end must be after interval_start - at `$.interval_end`")
+        if sum(self.actions.values()) != self.interactions:
+            # Every valid interaction has exactly one action.
+            raise ValueError(
+                f"interactions ({self.interactions}) must equal the sum of actions"
+                f" ({sum(self.actions.values())}) - at `$.interactions`"
+            )
+        # Consumers read the list as a ranking: highest score first, ties by tweet id, each
+        # tweet once (the order the DAG ranks in).
+        ranks = [(-tweet.score, tweet.tweet_id) for tweet in self.top_tweets]
+        for position in range(1, len(ranks)):
+            if ranks[position] <= ranks[position - 1]:
+                raise ValueError(
+                    "top_tweets must be ranked by score (highest first, ties by tweet_id)"
+                    f" without repeats - at `$.top_tweets[{position}]`"
+                )
+
+
 Event = (
     UserLogin
     | TweetCreated
@@ -289,6 +346,7 @@ Event = (
     | Recommendation
     | Notification
     | Trend
+    | ActivitySummary
 )
 
 EVENT_TYPES: tuple[type[EventBase], ...] = (
@@ -299,6 +357,7 @@ EVENT_TYPES: tuple[type[EventBase], ...] = (
     Recommendation,
     Notification,
     Trend,
+    ActivitySummary,
 )
 
 

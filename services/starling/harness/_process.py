@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -74,9 +75,10 @@ reaper = _Reaper()
 
 
 def start_session_process(
-    command: list[str], *, cwd: Path, output: Path
+    command: list[str], *, cwd: Path, output: Path, env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start `command` in its own session with output appended to `output`.
+    """Start `command` in its own session with output appended to `output` (and `env` as
+    its whole environment when given, else this process's).
 
     The process group is registered with the watchdog, so it dies with this process
     even on SIGKILL; call `stop_process` (or `kill_process`) to end it normally.
@@ -86,6 +88,7 @@ def start_session_process(
         process = subprocess.Popen(
             command,
             cwd=cwd,
+            env=dict(env) if env is not None else None,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,

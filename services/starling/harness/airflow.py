@@ -1,0 +1,304 @@
+"""A real, local Airflow: api-server, scheduler, dag-processor and triggerer as separate
+processes on one SQLite metadata database, running DAGs from a folder with the
+LocalExecutor.
+
+This is what the event-driven login DAG needs to be proven end to end: a message on the
+topic is picked up by the triggerer's asset watcher, stored as an asset event, turned into
+a DAG run by the scheduler and executed by a worker that talks to the api-server's
+execution API, with no manual trigger anywhere.
+
+Usage::
+
+    with AirflowStack.start(dags_folder=path, env={"AIRFLOW_CONN_KAFKA_DEFAULT": ...}) as af:
+        af.wait_until(lambda: af.dag_runs("login_events"), timeout=120)
+
+Airflow itself is not imported here: the components are the `airflow` CLI of this
+environment, and the metadata database is read with `sqlite3`, so the harness works the
+same in any process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from starling.harness import _process
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# What /api/v2/monitor/health reports per component, by our component names.
+_HEALTH_KEYS = {
+    "scheduler": "scheduler",
+    "triggerer": "triggerer",
+    "dag-processor": "dag_processor",
+}
+
+T = TypeVar("T")
+
+
+class AirflowHarnessError(RuntimeError):
+    """Airflow is missing, a component did not start, or a wait timed out."""
+
+
+def airflow_executable() -> str:
+    """The `airflow` CLI next to this interpreter (the environment's pinned Airflow)."""
+    candidate = Path(sys.executable).with_name("airflow")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("airflow")
+    if found is None:
+        raise AirflowHarnessError(
+            "no `airflow` CLI next to this Python or on PATH; run `uv sync` (group `airflow`)"
+        )
+    return found
+
+
+_live_stacks: _process.StopAtExit[AirflowStack] = _process.StopAtExit()
+
+
+class AirflowStack:
+    """The four Airflow 3 components in a private AIRFLOW_HOME (deleted by `stop()`)."""
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self, *, home: Path, dags_folder: Path, env: Mapping[str, str], components: Iterable[str]
+    ) -> None:
+        self.home = home
+        self.dags_folder = dags_folder
+        self.components = tuple(components)
+        unknown = set(self.components) - set(COMPONENTS)
+        if unknown:
+            raise AirflowHarnessError(f"unknown components {sorted(unknown)}; known: {COMPONENTS}")
+        self.api_port, worker_log_port, trigger_log_port = _process.free_ports(3)
+        self.environment = self._environment(env, worker_log_port, trigger_log_port)
+        self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._stopped = False
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        dags_folder: Path,
+        env: Mapping[str, str] | None = None,
+        components: Iterable[str] = COMPONENTS,
+        ready_timeout: float = 120.0,
+    ) -> AirflowStack:
+        """Migrate a fresh metadata database, start the components and wait until the
+        api-server reports every one of them healthy. `env` adds to (and wins over) the
+        settings made here, e.g. connections as `AIRFLOW_CONN_*`."""
+        home = Path(tempfile.mkdtemp(prefix="starling-airflow-"))
+        _process.reaper.watch_directory(home)
+        stack = cls(home=home, dags_folder=dags_folder, env=env or {}, components=components)
+        _live_stacks.add(stack)
+        try:
+            stack._migrate()
+            for component in stack.components:
+                stack._launch(component)
+            stack._wait_healthy(ready_timeout)
+        except BaseException:
+            stack.stop()
+            raise
+        return stack
+
+    # ---- configuration ---------------------------------------------------------------
+
+    @property
+    def database(self) -> Path:
+        return self.home / "airflow.db"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.api_port}"
+
+    def log_file(self, component: str) -> Path:
+        return self.home / "components" / f"{component}.log"
+
+    def _environment(
+        self, extra: Mapping[str, str], worker_log_port: int, trigger_log_port: int
+    ) -> dict[str, str]:
+        # Inherited AIRFLOW__* settings (a developer's, or a test session's) would point
+        # the components at another database; only ours apply.
+        base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
+        base.pop("AIRFLOW_HOME", None)
+        return {
+            **base,
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.database}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # Workers reach the execution API of *this* api-server, and every component
+            # signs and checks task tokens with the same secret.
+            "AIRFLOW__API__HOST": self.host,
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+            # Local and fast: parse new files within seconds, heartbeat every second.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
+            # The health endpoint is read without logging in.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            **extra,
+        }
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        started = time.monotonic()
+        result = subprocess.run(
+            [airflow_executable(), "db", "migrate"],
+            env=self.environment,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise AirflowHarnessError(
+                f"`airflow db migrate` failed (exit {result.returncode}) after"
+                f" {time.monotonic() - started:.0f} s:\n{result.stderr[-4000:]}"
+            )
+
+    def _launch(self, component: str) -> None:
+        if self._stopped:
+            raise AirflowHarnessError("this AirflowStack was stopped for good; start a new one")
+        running = self._processes.get(component)
+        if running is not None and running.poll() is None:
+            raise AirflowHarnessError(f"the {component} is already running")
+        self._processes[component] = _process.start_session_process(
+            [airflow_executable(), component],
+            cwd=self.home,
+            output=self.log_file(component),
+            env=self.environment,
+        )
+
+    def kill(self, component: str) -> None:
+        """SIGKILL one component, as a crash would; `restart(component)` brings it back."""
+        process = self._processes.get(component)
+        if process is not None:
+            _process.kill_process(process)
+
+    def restart(self, component: str, ready_timeout: float = 120.0) -> None:
+        process = self._processes.get(component)
+        if process is not None:
+            _process.stop_process(process, timeout=30.0)
+        self._launch(component)
+        self._wait_healthy(ready_timeout)
+
+    def stop(self) -> None:
+        """Stop every component (SIGTERM, then SIGKILL after 30 s) and delete the home."""
+        if self._stopped:
+            return
+        self._stopped = True
+        try:
+            for process in self._processes.values():
+                _process.stop_process(process, timeout=30.0, warn_on_kill=False)
+        finally:
+            shutil.rmtree(self.home, ignore_errors=True)
+            _process.reaper.forget_directory(self.home)
+            _live_stacks.discard(self)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ---- observation -----------------------------------------------------------------
+
+    def health(self) -> dict[str, Any] | None:
+        """The api-server's /api/v2/monitor/health, or None while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"{self.api_url}/api/v2/monitor/health", timeout=2) as r:
+                body: dict[str, Any] = json.loads(r.read())
+                return body
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def _unhealthy(self) -> list[str]:
+        health = self.health()
+        if health is None:
+            return ["api-server"] if "api-server" in self.components else []
+        waiting = []
+        for component in self.components:
+            key = _HEALTH_KEYS.get(component)
+            if key is not None and (health.get(key) or {}).get("status") != "healthy":
+                waiting.append(component)
+        return waiting
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for component, process in self._processes.items():
+                code = process.poll()
+                if code is not None:
+                    raise AirflowHarnessError(
+                        f"the {component} exited with code {code}\n"
+                        f"--- {self.log_file(component)} ---\n{self.log_tail(component)}"
+                    )
+            waiting = self._unhealthy()
+            if not waiting:
+                return
+            if time.monotonic() >= deadline:
+                tails = "\n".join(
+                    f"--- {self.log_file(c)} ---\n{self.log_tail(c)}" for c in waiting
+                )
+                raise AirflowHarnessError(
+                    f"not healthy within {timeout:.0f} s: {', '.join(waiting)}\n{tails}"
+                )
+            time.sleep(0.5)
+
+    def log_tail(self, component: str, lines: int = 40) -> str:
+        return _process.tail(self.log_file(component), lines)
+
+    def query(self, sql: str, parameters: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        """Rows of a read-only query on the metadata database (a short read transaction;
+        SQLite lets the components keep writing around it)."""
+        uri = f"file:{self.database}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=10) as connection:
+            connection.row_factory = sqlite3.Row
+            return [dict(row) for row in connection.execute(sql, tuple(parameters))]
+
+    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.query(
+            "SELECT id, run_id, run_type, state, conf FROM dag_run WHERE dag_id = ? ORDER BY id",
+            [dag_id],
+        )
+
+    def wait_until(self, probe: Callable[[], T], timeout: float, what: str = "condition") -> T:
+        """Poll `probe` until it returns something truthy; fail naming `what` and showing
+        the components' logs (the first place to look) when `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = probe()
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                tails = "\n".join(
+                    f"--- {self.log_file(c)} ---\n{self.log_tail(c, 15)}" for c in self.components
+                )
+                raise AirflowHarnessError(f"{what}: not reached within {timeout:.0f} s\n{tails}")
+            time.sleep(0.5)
