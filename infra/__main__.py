@@ -76,6 +76,9 @@ if config.airflow.enabled:
             kafka_password=kafka.passwords["airflow"],
             kafka=kafka.kafka,
             kafka_namespace=meta.NAMESPACE,
+            store_host=store.host,
+            store_port=store.port,
+            store_password=store.password,
         ),
     )
     pulumi.export("airflowUrl", airflow.url)

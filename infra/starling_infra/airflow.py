@@ -11,9 +11,14 @@ Decisions worth knowing:
   for the migration: a deadlock until the timeout. With `useHelmHooks: false` the jobs are
   ordinary resources that run alongside, which also keeps these values valid for
   template-style GitOps rendering (Argo CD, `helm template`).
-- Kafka: the connection `kafka_default` arrives as `AIRFLOW_CONN_KAFKA_DEFAULT` from a Secret
-  (the chart's `secret:` list), never as a plain value; the broker CA, which Strimzi writes in
-  the `starling` namespace, is copied into this namespace once Kafka is Ready.
+- Connections arrive as `AIRFLOW_CONN_<ID>` environment variables from Secrets (the chart's
+  `secret:` list), never as plain values: `kafka_default` (JSON, its extra is librdkafka
+  config) and `starling_store` (a `redis://` URI with the store's seed-derived password). The
+  broker CA, which Strimzi writes in the `starling` namespace, is copied into this namespace
+  once Kafka is Ready.
+- Network: the chart's own NetworkPolicies (`networkPolicies.enabled`) are all
+  `policyTypes: [Ingress]` in its templates, so Airflow's pods may open connections out; the
+  store's and Kafka's policies are what admit them (see `store.airflow_task_pods_peer`).
 
 Chart value keys were checked against the chart 1.22 documentation where it could be read
 (`fernetKeySecretName`, `apiSecretKeySecretName`, `jwtSecretName`, `data.metadataSecretName`,
@@ -25,6 +30,7 @@ from older chart versions and is marked below as unverified for 1.22.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +44,16 @@ from starling_infra.passwords import Purposes, derive_fernet_key, derive_passwor
 
 COMPONENT = "airflow"
 KEYS_SECRET = "starling-airflow-keys"  # not a name the chart renders itself
+# The connection ids the DAGs and operators use: KAFKA_CONN_ID and STORE_CONN_ID of
+# operators/starling_operators/settings.py (the infra depends on `starling` only, not on the
+# operators package; tests/unit/infra/test_program.py checks that the names agree). Airflow
+# reads connection <id> from the environment variable AIRFLOW_CONN_<ID>.
+KAFKA_CONN_ID = "kafka_default"
+STORE_CONN_ID = "starling_store"
 KAFKA_CONNECTION_SECRET = "starling-airflow-kafka"
-KAFKA_CONNECTION_ENV = "AIRFLOW_CONN_KAFKA_DEFAULT"
+KAFKA_CONNECTION_ENV = f"AIRFLOW_CONN_{KAFKA_CONN_ID.upper()}"
+STORE_CONNECTION_SECRET = "starling-airflow-store"
+STORE_CONNECTION_ENV = f"AIRFLOW_CONN_{STORE_CONN_ID.upper()}"
 KAFKA_CA_SECRET = "starling-kafka-cluster-ca"
 KAFKA_CA_DIR = "/opt/airflow/secrets/kafka-ca"
 KAFKA_PRINCIPAL = "airflow"
@@ -61,12 +75,27 @@ def kafka_connection(password: str) -> str:
                 "ssl.ca.location": f"{KAFKA_CA_DIR}/ca.crt",
                 # The ACL grants the `starling-airflow` group prefix; tasks append to it.
                 "group.id": f"starling-{KAFKA_PRINCIPAL}",
-                # Offsets are committed by the operators after the work is done.
+                # Offsets are committed by the operators after the work is done, and by the
+                # login watcher's shared-stream trigger only after the asset event is stored
+                # (the trigger refuses to start unless this is false).
                 "enable.auto.commit": False,
+                # Where a group with no committed offset starts: the login watcher's group is
+                # new at the first deploy, and "earliest" would turn the topic's whole
+                # retention of logins into DAG runs. Our operators read intervals by timestamp
+                # (reset policy "error") and otherwise only commit or look up offsets, so
+                # this decides where the watcher starts and nothing else.
+                "auto.offset.reset": "latest",
             },
         },
         sort_keys=True,
     )
+
+
+def store_connection(password: str, host: str, port: int) -> str:
+    """The `starling_store` connection as Airflow reads it from the environment (URI form:
+    no login, the password URL-quoted, database 0 as the schema)."""
+    quoted = urllib.parse.quote(password, safe="")
+    return f"redis://:{quoted}@{host}:{port}/0"
 
 
 def _restricted_pod_context() -> dict[str, Any]:
@@ -120,16 +149,19 @@ def chart_values(
         "networkPolicies": {"enabled": True},
         "migrateDatabaseJob": {"useHelmHooks": False},
         "createUserJob": {"useHelmHooks": False},
+        # Every Airflow container gets these; the Secrets hold one connection each.
         "secret": [
-            {
-                "envName": KAFKA_CONNECTION_ENV,
-                "secretName": KAFKA_CONNECTION_SECRET,
-                "secretKey": KAFKA_CONNECTION_ENV,
-            }
+            {"envName": env, "secretName": secret, "secretKey": env}
+            for env, secret in (
+                (KAFKA_CONNECTION_ENV, KAFKA_CONNECTION_SECRET),
+                (STORE_CONNECTION_ENV, STORE_CONNECTION_SECRET),
+            )
         ],
         "volumes": [{"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET}}],
         "volumeMounts": [{"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}],
-        "config": {"core": {"load_examples": "False"}},
+        # Unpaused at creation: the pipeline runs after `pulumi up` (Airflow's default would
+        # leave every DAG, the login watcher's included, waiting for a click).
+        "config": {"core": {"load_examples": "False", "dags_are_paused_at_creation": "False"}},
         "dags": {
             "persistence": {"enabled": False},
             "gitSync": {"enabled": git_sync},
@@ -158,6 +190,10 @@ class AirflowArgs:
     # The Kafka resource: the CA copy reads Strimzi's CA Secret once Kafka is Ready.
     kafka: pulumi.CustomResource
     kafka_namespace: str
+    # The store (a Redis-protocol Valkey): its Service address and seed-derived password.
+    store_host: str
+    store_port: int
+    store_password: pulumi.Output[str]
 
 
 class Airflow(pulumi.ComponentResource):
@@ -215,6 +251,18 @@ class Airflow(pulumi.ComponentResource):
             string_data={KAFKA_CONNECTION_ENV: connection_json},
             opts=child,
         )
+        store_uri: pulumi.Output[str] = pulumi.Output.secret(
+            args.store_password.apply(
+                lambda password: store_connection(password, args.store_host, args.store_port)
+            )
+        )
+        store_connection_secret = k8s.core.v1.Secret(
+            f"{name}-store-connection",
+            metadata=metadata(STORE_CONNECTION_SECRET),
+            type="Opaque",
+            string_data={STORE_CONNECTION_ENV: store_uri},
+            opts=child,
+        )
 
         # Strimzi writes the CA only after it reconciled the cluster; the id is derived from the
         # Kafka resource so the read happens after it (which waits for Ready) and is skipped
@@ -249,7 +297,13 @@ class Airflow(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[self.database.stateful_set, keys, connection, ca_copy],
+                depends_on=[
+                    self.database.stateful_set,
+                    keys,
+                    connection,
+                    store_connection_secret,
+                    ca_copy,
+                ],
             ),
         )
 

@@ -30,6 +30,13 @@ AIRFLOW_CHART_VERSION = "1.22.0"
 AIRFLOW_VERSION = "3.3.2"
 AIRFLOW_RELEASE = "starling-airflow"
 AIRFLOW_API_PORT = 8080
+# Labels the official chart puts on every pod it renders (Deployments, StatefulSets and the
+# KubernetesExecutor's pod template alike): `tier: airflow`, `release: <release>` and
+# `component: <scheduler|worker|triggerer|dag-processor|api-server|...>`.
+AIRFLOW_POD_LABELS = {"tier": "airflow", "release": AIRFLOW_RELEASE}
+# The components that run task code (scheduler: LocalExecutor runs tasks in it; worker:
+# Celery and Kubernetes executors) or trigger code (triggerer): the ones that reach the store.
+AIRFLOW_TASK_COMPONENTS = ("scheduler", "worker", "triggerer")
 
 # Our services chart (built alongside this program) and its release.
 SERVICES_CHART_DIR = REPO_ROOT / "charts" / "starling-services"

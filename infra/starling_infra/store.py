@@ -57,6 +57,24 @@ def quantity_bytes(quantity: str) -> int:
     return int(float(quantity))
 
 
+def airflow_task_pods_peer() -> k8s.networking.v1.NetworkPolicyPeerArgs:
+    """Airflow's scheduler, workers and triggerer: both selectors in one peer, so a pod must
+    be in Airflow's namespace *and* carry the chart's labels of one of those components."""
+    return k8s.networking.v1.NetworkPolicyPeerArgs(
+        namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels={"kubernetes.io/metadata.name": meta.AIRFLOW_NAMESPACE}
+        ),
+        pod_selector=k8s.meta.v1.LabelSelectorArgs(
+            match_labels=meta.AIRFLOW_POD_LABELS,
+            match_expressions=[
+                k8s.meta.v1.LabelSelectorRequirementArgs(
+                    key="component", operator="In", values=list(meta.AIRFLOW_TASK_COMPONENTS)
+                )
+            ],
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class StoreArgs:
     settings: StoreConfig
@@ -131,7 +149,9 @@ class Store(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, headless]),
         )
 
-        # Only our own pods (services, tools) and Airflow may talk to the store.
+        # Only our own pods (services, tools) and the Airflow pods that run tasks or triggers
+        # may talk to the store; the rest of Airflow's namespace (api-server, dag-processor,
+        # migration jobs, its PostgreSQL) may not.
         k8s.networking.v1.NetworkPolicy(
             f"{name}-network-policy",
             metadata=metadata(meta.STORE_NAME),
@@ -146,13 +166,7 @@ class Store(pulumi.ComponentResource):
                                     match_labels={"app.kubernetes.io/part-of": meta.PART_OF}
                                 )
                             ),
-                            k8s.networking.v1.NetworkPolicyPeerArgs(
-                                namespace_selector=k8s.meta.v1.LabelSelectorArgs(
-                                    match_labels={
-                                        "kubernetes.io/metadata.name": meta.AIRFLOW_NAMESPACE
-                                    }
-                                )
-                            ),
+                            airflow_task_pods_peer(),
                         ],
                         ports=[
                             k8s.networking.v1.NetworkPolicyPortArgs(

@@ -520,6 +520,8 @@ def test_our_packages_import_from_the_venv_not_the_checkout(image: Replay) -> No
 def test_dockerfile_checks_ran_in_the_venv(image: Replay) -> None:
     joined = "\n".join(image.shell_steps)
     assert "import starling_operators.functions, starling_operators.operators" in joined
+    # The triggerer imports the login watcher's trigger class by dotted path.
+    assert "starling_operators.triggers" in joined
     assert "compileall" in joined
     copied = image.image_root / AIRFLOW_HOME.lstrip("/") / "dags"
     # The loop `for f in /opt/airflow/dags/*.py` ran over the copied DAG files.

@@ -216,8 +216,34 @@ def test_services_deployments_and_network_policies(api: KubeApi) -> None:
             if p["spec"]["podSelector"].get("matchLabels", {}).items() <= pod_labels.items()
         ]
         assert covered, f"no NetworkPolicy selects the {service} pods ({pod_labels})"
-    # The store's own policy (Valkey accepts only the services).
+    # The store's own policy (Valkey accepts only our pods and Airflow's task pods, below).
     assert any(p["metadata"]["name"].startswith("starling-valkey") for p in policies)
+
+
+def test_store_policy_admits_airflows_task_pods(api: KubeApi) -> None:
+    """As the API server stored it: our pods, and in Airflow's namespace only the chart's
+    scheduler, worker and triggerer pods (both selectors in one peer, so they AND)."""
+    policy = _items(api, "networking.k8s.io/v1", "networkpolicies")["starling-valkey"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "starling"}}},
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "starling-airflow"}
+            },
+            "podSelector": {
+                "matchLabels": {"tier": "airflow", "release": "starling-airflow"},
+                "matchExpressions": [
+                    {
+                        "key": "component",
+                        "operator": "In",
+                        "values": ["scheduler", "worker", "triggerer"],
+                    }
+                ],
+            },
+        },
+    ]
+    assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
 
 
 def test_store_statefulset_exists_without_waiting(api: KubeApi) -> None:

@@ -100,3 +100,35 @@ def _store_key_count(context: str) -> int:
     # StatefulSet sets from the store's Secret.
     output = kubectl(context, "exec", "starling-valkey-0", "--", "valkey-cli", "DBSIZE")
     return int(output.strip())
+
+
+AIRFLOW_NAMESPACE = "starling-airflow"
+AIRFLOW_SCHEDULER = "deployment/starling-airflow-scheduler"
+
+
+def test_logins_start_asset_triggered_login_runs(kind_context: str) -> None:
+    """The generated traffic includes logins: the in-cluster triggerer's watcher must have
+    turned them into asset-triggered `login_events` runs that succeeded (no manual trigger
+    anywhere in the workflow)."""
+    deadline = time.monotonic() + 300
+    while True:
+        result = subprocess.run(
+            [
+                "kubectl", "--context", kind_context, "-n", AIRFLOW_NAMESPACE,
+                "exec", AIRFLOW_SCHEDULER, "-c", "scheduler", "--",
+                "airflow", "dags", "list-runs", "login_events", "--output", "json",
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        # The CLI may print warnings before the JSON; the list is the last line. It has no
+        # run type column: asset-triggered runs are told by their run id's prefix.
+        lines = result.stdout.strip().splitlines() if result.returncode == 0 else []
+        runs = json.loads(lines[-1]) if lines and lines[-1].startswith("[") else []
+        done = [r for r in runs if str(r.get("run_id", "")).startswith("asset_triggered__")]
+        if any(r.get("state") == "success" for r in done):
+            assert not [r for r in done if r.get("state") == "failed"], done
+            return
+        assert time.monotonic() < deadline, (
+            f"no successful asset-triggered login_events run within 300 s: {runs or result.stderr}"
+        )
+        time.sleep(10)

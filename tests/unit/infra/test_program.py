@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from collections import Counter
 from typing import Any
 
@@ -13,6 +14,8 @@ import yaml
 
 from starling.access import PRINCIPALS, PrincipalKind
 from starling.topics import CATALOG
+from starling_infra import airflow as airflow_component
+from starling_operators import settings as operator_settings
 from tests.unit.infra.harness import REPO_ROOT, ProgramRun, run_program
 
 pytestmark = pytest.mark.unit
@@ -48,8 +51,9 @@ def test_dev_resource_graph(dev_run: ProgramRun) -> None:
             "Namespace": 3,
             "Release": 3,
             "ConfigMap": 1,
-            # user passwords + store + database + airflow keys + kafka connection + CA copy
-            "Secret": N_PRINCIPALS + 5,
+            # user passwords + store + database + airflow keys + kafka and store connections
+            # + CA copy
+            "Secret": N_PRINCIPALS + 6,
             "Service": 3,
             "StatefulSet": 2,
             "NetworkPolicy": 2,
@@ -65,7 +69,7 @@ def test_prod_resource_graph(prod_run: ProgramRun) -> None:
     counts = _count(prod_run)
     assert counts["KafkaNodePool"] == 2
     assert counts["KafkaUser"] == N_SERVICE_PRINCIPALS  # no dev tools in production
-    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 5
+    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 6
     assert counts["KafkaTopic"] == N_TOPICS
     assert counts["Release"] == 3
 
@@ -330,14 +334,91 @@ def test_store(stack_run: ProgramRun) -> None:
         assert not claims
 
 
-def test_store_admits_only_starling_pods_and_airflow(stack_run: ProgramRun) -> None:
-    policy = stack_run.named("store-network-policy").inputs["spec"]
-    (rule,) = policy["ingress"]
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against a label set."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for requirement in selector.get("matchExpressions", []):
+        key, operator = requirement["key"], requirement["operator"]
+        values = requirement.get("values", [])
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def _admitted(policy: dict[str, Any], namespace: str, pod_labels: dict[str, str]) -> bool:
+    """Whether an ingress rule of `policy` admits a pod in `namespace` with `pod_labels`:
+    a peer without a namespaceSelector means the policy's own namespace; both selectors in
+    one peer must match together."""
+    namespace_labels = {"kubernetes.io/metadata.name": namespace}
+    for rule in policy["spec"]["ingress"]:
+        for peer in rule["from"]:
+            if "namespaceSelector" in peer:
+                in_namespace = _selects(peer["namespaceSelector"], namespace_labels)
+            else:
+                in_namespace = namespace == policy["metadata"]["namespace"]
+            if in_namespace and _selects(peer.get("podSelector", {}), pod_labels):
+                return True
+    return False
+
+
+def _airflow_chart_pod(component: str, run: ProgramRun) -> dict[str, str]:
+    """The labels the official chart renders on a pod of `component` (its Deployment,
+    StatefulSet and pod-template templates: tier, component, release, plus `labels`)."""
+    values = run.named("airflow-release").inputs["values"]
+    return {"tier": "airflow", "component": component, "release": "starling-airflow"} | values[
+        "labels"
+    ]
+
+
+def test_store_admits_only_starling_pods_and_airflows_task_pods(stack_run: ProgramRun) -> None:
+    policy = stack_run.named("store-network-policy").inputs
+    (rule,) = policy["spec"]["ingress"]
     assert rule["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "starling"}}},
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "starling-airflow"}}},
+        {
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": "starling-airflow"}
+            },
+            "podSelector": {
+                "matchLabels": {"tier": "airflow", "release": "starling-airflow"},
+                "matchExpressions": [
+                    {
+                        "key": "component",
+                        "operator": "In",
+                        "values": ["scheduler", "worker", "triggerer"],
+                    }
+                ],
+            },
+        },
     ]
     assert rule["ports"] == [{"port": 6379, "protocol": "TCP"}]
+
+
+def test_store_policy_admits_the_pods_that_run_tasks_and_no_others(
+    stack_run: ProgramRun,
+) -> None:
+    policy = stack_run.named("store-network-policy").inputs
+    service = {"app.kubernetes.io/part-of": "starling", "app.kubernetes.io/name": "ingestion"}
+    assert _admitted(policy, "starling", service)
+    # LocalExecutor runs tasks in the scheduler, Celery and Kubernetes executors in workers.
+    for component in ("scheduler", "worker", "triggerer"):
+        pod = _airflow_chart_pod(component, stack_run)
+        assert _admitted(policy, "starling-airflow", pod), component
+        assert not _admitted(policy, "default", pod), component
+    for component in ("api-server", "dag-processor", "run-airflow-migrations", "create-user-job"):
+        pod = _airflow_chart_pod(component, stack_run)
+        assert not _admitted(policy, "starling-airflow", pod), component
+    # Airflow's metadata database carries our labels, part-of included, but lives elsewhere.
+    database = stack_run.named("airflow-db-statefulset").inputs["spec"]["template"]
+    assert not _admitted(policy, "starling-airflow", database["metadata"]["labels"])
+    assert not _admitted(policy, "default", service)
 
 
 def test_airflow_release(stack_run: ProgramRun) -> None:
@@ -362,7 +443,12 @@ def test_airflow_release(stack_run: ProgramRun) -> None:
             "envName": "AIRFLOW_CONN_KAFKA_DEFAULT",
             "secretName": "starling-airflow-kafka",
             "secretKey": "AIRFLOW_CONN_KAFKA_DEFAULT",
-        }
+        },
+        {
+            "envName": "AIRFLOW_CONN_STARLING_STORE",
+            "secretName": "starling-airflow-store",
+            "secretKey": "AIRFLOW_CONN_STARLING_STORE",
+        },
     ]
     assert values["dags"]["gitSync"]["enabled"] is False
     assert values["securityContexts"]["pod"]["runAsNonRoot"] is True
@@ -373,6 +459,60 @@ def test_airflow_values_carry_no_secret(stack_run: ProgramRun) -> None:
     for secret in stack_run.of_kind("Secret"):
         for value in (secret.inputs.get("stringData") or {}).values():
             assert value not in values
+
+
+def test_every_airflow_env_secret_exists_before_the_release(stack_run: ProgramRun) -> None:
+    """Each `secret:` entry names a Secret we create in Airflow's namespace, with that key,
+    and the release waits for it (a missing key would keep every Airflow pod from starting)."""
+    release = stack_run.named("airflow-release")
+    secrets = {
+        s.inputs["metadata"]["name"]: s
+        for s in stack_run.of_kind("Secret")
+        if s.inputs["metadata"]["namespace"] == "starling-airflow"
+    }
+    for entry in release.inputs["values"]["secret"]:
+        secret = secrets[entry["secretName"]]
+        assert entry["secretKey"] in secret.inputs["stringData"]
+        assert secret.urn in release.dependencies
+
+
+def test_connection_names_match_the_operators() -> None:
+    """The infra names the env variables itself (it does not depend on the operators
+    package); they must be the ones Airflow derives from the operators' connection ids."""
+    for conn_id, env in (
+        (operator_settings.KAFKA_CONN_ID, airflow_component.KAFKA_CONNECTION_ENV),
+        (operator_settings.STORE_CONN_ID, airflow_component.STORE_CONNECTION_ENV),
+    ):
+        assert env == f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def test_airflow_store_connection(stack_run: ProgramRun) -> None:
+    secret = stack_run.named("airflow-store-connection")
+    assert secret.inputs["metadata"]["name"] == "starling-airflow-store"
+    assert secret.inputs["metadata"]["namespace"] == "starling-airflow"
+    assert secret.secret_paths == {"stringData"}
+    (uri,) = secret.inputs["stringData"].values()
+    assert set(secret.inputs["stringData"]) == {"AIRFLOW_CONN_STARLING_STORE"}
+    # Parsed the way Airflow parses a connection URI (urlsplit, then unquote).
+    parts = urllib.parse.urlsplit(uri)
+    store_password = stack_run.named("store-secret").inputs["stringData"]["password"]
+    service = stack_run.named("store-service").inputs
+    assert parts.scheme == "redis"
+    assert parts.username == ""
+    assert urllib.parse.unquote(parts.password or "") == store_password
+    expected_host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert parts.hostname == expected_host == "starling-valkey.starling.svc"
+    assert parts.port == service["spec"]["ports"][0]["port"] == 6379
+    assert parts.path == "/0"
+    assert store_password not in json.dumps(stack_run.named("airflow-release").inputs["values"])
+
+
+def test_store_connection_quotes_the_password() -> None:
+    password = "p@ss:w/rd?#%"
+    uri = airflow_component.store_connection(password, "valkey.example.svc", 6380)
+    parts = urllib.parse.urlsplit(uri)
+    assert urllib.parse.unquote(parts.password or "") == password
+    assert (parts.hostname, parts.port, parts.path) == ("valkey.example.svc", 6380, "/0")
 
 
 def test_airflow_git_sync() -> None:
@@ -402,7 +542,10 @@ def test_airflow_kafka_connection(stack_run: ProgramRun) -> None:
     assert extra["sasl.username"] == "starling-airflow"
     assert extra["sasl.password"] == password
     assert extra["group.id"].startswith("starling-airflow")
+    # The login watcher's shared-stream trigger refuses to start unless this is false.
     assert extra["enable.auto.commit"] is False
+    # A new watcher group starts at new logins, not at the topic's whole retention.
+    assert extra["auto.offset.reset"] == "latest"
     mount = stack_run.named("airflow-release").inputs["values"]["volumeMounts"][0]["mountPath"]
     assert extra["ssl.ca.location"] == f"{mount}/ca.crt"
 
