@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 UV_RUN := uv run --frozen
 
-.PHONY: help setup test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis bench
+.PHONY: help setup test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis dev-airflow bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,11 @@ dev-kafka: ## a local Kafka broker in the foreground (Ctrl-C stops it)
 
 dev-redis: ## a local Redis in the foreground
 	$(UV_RUN) starling dev redis
+
+dev-airflow: ## Airflow with the repo's DAGs (BOOTSTRAP=host:port REDIS=redis://host:port/0)
+	@test -n "$(BOOTSTRAP)" -a -n "$(REDIS)" || { echo "usage: make dev-airflow" \
+		"BOOTSTRAP=<PLAINTEXT bootstrap of make dev-kafka> REDIS=<URL of make dev-redis>"; exit 2; }
+	$(UV_RUN) starling dev airflow --bootstrap "$(BOOTSTRAP)" --redis "$(REDIS)"
 
 bench: ## loadgen vs raw producer, and schema decode throughput
 	$(UV_RUN) python bench/loadgen_bench.py

@@ -7,8 +7,9 @@ imports Airflow (Airflow reads its configuration at import). Nothing outside
 
 from __future__ import annotations
 
-import json
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from starling.harness.airflow import kafka_connection
+
 if TYPE_CHECKING:
     import redis
 
@@ -30,6 +33,8 @@ REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "dags"
 
 _HOME = Path(tempfile.mkdtemp(prefix="starling-airflow-home-"))
+# Deleted when the session's interpreter exits (it holds the SQLite DB and task logs).
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),
@@ -58,23 +63,6 @@ def airflow_db() -> Path:
     )
     MIGRATE_SECONDS["db migrate"] = time.monotonic() - started
     return _HOME
-
-
-def kafka_connection(bootstrap: str, **extra: Any) -> str:
-    """The provider's `kafka` connection as Airflow reads it from AIRFLOW_CONN_*."""
-    return json.dumps(
-        {
-            "conn_type": "kafka",
-            "extra": {
-                "bootstrap.servers": bootstrap,
-                # The login watcher's consumer group (our operators set their own).
-                "group.id": "starling-airflow-login-watcher",
-                "enable.auto.commit": "false",
-                "auto.offset.reset": "earliest",
-                **extra,
-            },
-        }
-    )
 
 
 @pytest.fixture

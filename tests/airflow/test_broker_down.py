@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import kafka_connection, load_dag
+from starling.harness.airflow import kafka_connection
+from tests.airflow.conftest import load_dag
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

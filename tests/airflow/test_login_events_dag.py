@@ -23,14 +23,14 @@ from starling.events import (
     decode_as,
     new_event,
 )
-from starling.harness.airflow import AirflowStack
+from starling.harness.airflow import AirflowStack, kafka_connection
 from starling.loadgen import LoginAnomalyKind, TrafficConfig, TrafficGenerator
 from starling.store.graph import load_graph
 from starling.topics import LOGINS, NOTIFICATIONS, RECOMMENDATIONS
 from starling_operators import kafka as kafka_helpers
 from starling_operators.records import event_message
 from starling_operators.triggers import login_trigger_payload
-from tests.airflow.conftest import DAGS, kafka_connection
+from tests.airflow.conftest import DAGS
 from tests.airflow.test_recommendations_dag import reference_who_to_follow
 from tests.airflow.traffic import read_topic
 

@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
@@ -102,10 +103,22 @@ def stop_process(
     process: subprocess.Popen[bytes], *, timeout: float, warn_on_kill: bool = True
 ) -> None:
     """SIGTERM the process group, escalate to SIGKILL after `timeout` seconds, reap it."""
-    if process.poll() is None:
-        _signal_group(process.pid, signal.SIGTERM)
+    stop_processes([process], timeout=timeout, warn_on_kill=warn_on_kill)
+
+
+def stop_processes(
+    processes: Iterable[subprocess.Popen[bytes]], *, timeout: float, warn_on_kill: bool = True
+) -> None:
+    """`stop_process` for several processes at once: all get SIGTERM together and share
+    the `timeout`, so a stop takes as long as the slowest of them, not the sum."""
+    processes = list(processes)
+    for process in processes:
+        if process.poll() is None:
+            _signal_group(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
         try:
-            process.wait(timeout)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             _log.log(
                 logging.WARNING if warn_on_kill else logging.DEBUG,
@@ -113,7 +126,7 @@ def stop_process(
                 process.pid,
                 timeout,
             )
-    kill_process(process)
+        kill_process(process)
 
 
 def kill_process(process: subprocess.Popen[bytes]) -> None:

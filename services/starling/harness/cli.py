@@ -1,4 +1,4 @@
-"""`starling dev ...`: run real Kafka / Redis locally, or pre-fetch the Kafka jars.
+"""`starling dev ...`: run real Kafka / Redis / Airflow locally, or pre-fetch the Kafka jars.
 
 Only argparse is imported here; the harness modules (and confluent-kafka, cryptography)
 load when a `dev` command actually runs, so `starling --help` stays fast.
@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
+import sys
 import threading
+import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
+
+# A busy 2-core machine can take minutes to bring four Airflow processes up; a developer
+# would rather wait than retry.
+AIRFLOW_READY_TIMEOUT_S = 300.0
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dev = subparsers.add_parser(
         "dev",
-        help="run real Kafka/Redis locally for development and tests",
-        description="Run a real Kafka cluster or Redis server locally (until Ctrl-C), "
-        "or fetch and cache the Kafka broker jars.",
+        help="run real Kafka/Redis/Airflow locally for development and tests",
+        description="Run a real Kafka cluster, Redis server or Airflow locally (until "
+        "Ctrl-C), or fetch and cache the Kafka broker jars.",
     )
     dev_commands = dev.add_subparsers(dest="dev_command", required=True, metavar="DEV_COMMAND")
 
@@ -52,6 +60,41 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     redis = dev_commands.add_parser("redis", help="run a local redis-server until Ctrl-C")
     redis.add_argument("--appendonly", action="store_true", help="persist with an AOF")
     redis.set_defaults(handler=_run_redis)
+
+    airflow = dev_commands.add_parser(
+        "airflow",
+        help="run Airflow (api-server, scheduler, dag-processor, triggerer) with the "
+        "repository's DAGs until Ctrl-C",
+        description="Run the real Airflow of this environment on a throw-away SQLite "
+        "database with the LocalExecutor, its DAGs connected to the given Kafka and store. "
+        "The UI listens on 127.0.0.1 only and needs no login. The DAGs see this shell's "
+        "environment (e.g. STARLING_TOPIC_PREFIX) except its AIRFLOW__* settings.",
+    )
+    airflow.add_argument(
+        "--bootstrap",
+        "--bootstrap-servers",
+        dest="bootstrap",
+        required=True,
+        type=_bootstrap_servers,
+        metavar="HOST:PORT[,...]",
+        help="Kafka (PLAINTEXT) for the kafka_default connection, e.g. the PLAINTEXT "
+        "bootstrap `starling dev kafka` prints",
+    )
+    airflow.add_argument(
+        "--redis",
+        required=True,
+        type=_redis_url,
+        metavar="URL",
+        help="the store for the starling_store connection: redis://[:PASSWORD@]HOST:PORT[/DB], "
+        "e.g. the URL `starling dev redis` prints",
+    )
+    airflow.add_argument(
+        "--dags",
+        type=Path,
+        metavar="PATH",
+        help="folder of DAG files (default: dags/ of this checkout)",
+    )
+    airflow.set_defaults(handler=_run_airflow)
 
     fetch = dev_commands.add_parser(
         "fetch",
@@ -111,6 +154,108 @@ def _run_redis(args: argparse.Namespace) -> int:
         )
         print("stopping redis-server ...", flush=True)
     return 1 if problem else 0
+
+
+def _bootstrap_servers(text: str) -> str:
+    """An argparse type: librdkafka's bootstrap.servers, HOST:PORT[,HOST:PORT...]."""
+    for server in text.split(","):
+        host, colon, port = server.strip().rpartition(":")
+        if not (colon and host and port.isdigit() and 0 < int(port) < 65536):
+            raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT[,HOST:PORT...]")
+    return text
+
+
+def _redis_url(text: str) -> str:
+    """An argparse type: a plain redis:// URL. The DAGs' store client takes host, port,
+    password and database from the connection and TLS only from its extra, so a rediss://
+    URL would silently connect without TLS: refused here."""
+    parsed = urllib.parse.urlsplit(text)
+    try:
+        port_ok = parsed.port is None or parsed.port > 0
+    except ValueError:
+        port_ok = False
+    database = parsed.path.lstrip("/")
+    if (
+        parsed.scheme != "redis"
+        or not parsed.hostname
+        or not port_ok
+        or not (database == "" or database.isdigit())
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a URL like redis://[:PASSWORD@]HOST:PORT[/DB]"
+        )
+    return text
+
+
+def _run_airflow(args: argparse.Namespace) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from starling.harness.airflow import (
+        AirflowHarnessError,
+        AirflowStack,
+        connections_env,
+        default_dags_folder,
+    )
+
+    dags = (args.dags or default_dags_folder()).resolve()
+    if not dags.is_dir():
+        print(f"starling dev airflow: no DAGs folder at {dags}; pass --dags PATH", file=sys.stderr)
+        return 2
+    try:
+        airflow_version = version("apache-airflow")
+    except PackageNotFoundError:
+        print(
+            "starling dev airflow: Airflow is not installed here; run `uv sync` (group `airflow`)",
+            file=sys.stderr,
+        )
+        return 1
+
+    print(f"starting Airflow {airflow_version} with the DAGs in {dags} ...", flush=True)
+    try:
+        stack = AirflowStack.start(
+            dags_folder=dags,
+            env=connections_env(args.bootstrap, args.redis),
+            ready_timeout=AIRFLOW_READY_TIMEOUT_S,
+            progress=lambda line: print(line, flush=True),
+        )
+    except AirflowHarnessError as error:
+        print(f"starling dev airflow: {error}", file=sys.stderr)
+        return 1
+    with stack:
+        print(_airflow_summary(stack, airflow_version, args), flush=True)
+        problem = _wait_for_stop_signal(stack.exited_component)
+        print("stopping Airflow ...", flush=True)
+    return 1 if problem else 0
+
+
+def _airflow_summary(stack: Any, airflow_version: str, args: argparse.Namespace) -> str:
+    from starling.harness.airflow import LOGIN_WATCHER_GROUP
+
+    prefix = os.environ.get("STARLING_TOPIC_PREFIX")
+    logs = "\n".join(f"  {c:<14} {stack.log_file(c)}" for c in stack.components)
+    return (
+        f"\nAirflow {airflow_version} is ready: {', '.join(stack.components)}"
+        " (LocalExecutor, SQLite)\n"
+        f"  UI and REST API: {stack.api_url}  (listens on {stack.host} only)\n"
+        "  no login: the simple auth manager makes every visitor an admin\n"
+        f"  DAGs:            {stack.dags_folder}  (new DAGs start unpaused)\n"
+        f"  kafka_default:   bootstrap.servers={args.bootstrap},"
+        f" group.id={LOGIN_WATCHER_GROUP}\n"
+        f"  starling_store:  {_without_password(args.redis)}\n"
+        + (f"  topic prefix:    {prefix}  (from $STARLING_TOPIC_PREFIX)\n" if prefix else "")
+        + f"  home:            {stack.home}  (airflow.cfg, airflow.db, task logs in logs/)\n"
+        f"\nlogs:\n{logs}\n"
+        "Ctrl-C to stop (the home, its database and logs are deleted)."
+    )
+
+
+def _without_password(url: str) -> str:
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.password is None:
+        return url
+    host = parsed.netloc.rpartition("@")[2]
+    user = parsed.username or ""
+    return urllib.parse.urlunsplit(parsed._replace(netloc=f"{user}:***@{host}"))
 
 
 def _create_catalog_topics(cluster: Any, brokers: int) -> None:
