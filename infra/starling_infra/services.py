@@ -21,8 +21,8 @@ from starling_infra.config import ServicesConfig, split_image
 
 def _service_values(name: str, settings: ServicesConfig) -> dict[str, Any]:
     return {
-        # Only services `starling run` can start: the gateway has no implementation yet, and
-        # deploying it would leave a crash-looping pod behind.
+        # Only what `starling run` can start (the four stream services and the gateway): a
+        # name without an implementation would leave a crash-looping pod behind.
         "enabled": name in RUNNABLE_SERVICES,
         "replicas": settings.replicas,
         # The Secret of this name is written by the Strimzi User Operator (key `password`).
@@ -83,7 +83,7 @@ class ServicesArgs:
 
 class Services(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
-    # None while the gateway is not deployed (see `_service_values`).
+    # None when the gateway is not among the runnable services (see `_service_values`).
     gateway_url: str | None
 
     def __init__(

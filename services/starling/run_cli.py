@@ -1,4 +1,4 @@
-"""`starling run <service>`: run one stream service until SIGTERM.
+"""`starling run <service>`: run one stream service, or the gateway, until SIGTERM.
 
 Exit codes: 0 stopped cleanly; 1 the runtime failed (a batch could not be completed;
 nothing was committed for it); 2 bad configuration; 3 shutdown overran its deadline.
@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     parser = subparsers.add_parser(
         "run",
-        help="run a stream service (configured by environment variables)",
+        help="run a stream service or the gateway (configured by environment variables)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -57,6 +57,8 @@ def run_service(service: str) -> int:
     if configured and configured != service:
         log.error("STARLING_SERVICE=%s but the command runs %s", configured, service)
         return EXIT_CONFIG
+    if service == "gateway":
+        return _run_gateway()
     try:
         settings = RuntimeSettings.from_env(starling_service=service)
         handler = build_handler(settings)
@@ -88,6 +90,21 @@ def run_service(service: str) -> int:
         return EXIT_FAILED
     log.info("%s: stopped", service)
     return 0
+
+
+def _run_gateway() -> int:
+    """The gateway is an HTTP server, not a consumer loop: uvicorn owns its signals."""
+    from starling.gateway.server import run_gateway
+    from starling.gateway.settings import GatewaySettings
+    from starling.runtime.config import ConfigError, RuntimeSettings, load_settings
+
+    try:
+        runtime = RuntimeSettings.from_env(starling_service="gateway")
+        settings = load_settings(GatewaySettings)
+    except ConfigError as error:
+        logging.getLogger("starling.run").error("%s", error)
+        return EXIT_CONFIG
+    return run_gateway(runtime, settings)
 
 
 def _overran(service: str, deadline_s: float) -> None:

@@ -120,7 +120,7 @@ def test_up_creates_every_resource(ci: CiStack) -> None:
     assert set(result.summary.resource_changes or {}) <= {"create"}
     outputs = ci.outputs()
     assert outputs["kafkaBootstrapServers"] == "starling-kafka-bootstrap.starling.svc:9093"
-    # The program deploys only the services `starling run` can start (no gateway yet).
+    # The program deploys only the services `starling run` can start (gateway included).
     assert ("gatewayUrl" in outputs) == ("gateway" in RUNNABLE_SERVICES)
     assert "airflowUrl" not in outputs  # airflow.enabled: false in the ci stack
 

@@ -39,8 +39,10 @@ from starling.runtime.config import RuntimeSettings, load_settings
 from starling.runtime.handler import BaseHandler, Outbox, Record
 from starling.services.common import StoreReadiness, derived_id, store_client
 from starling.store.graph import apply_interaction
+from starling.store.live import publish_notification
 from starling.store.notifications import (
     DEFAULT_INBOX_CAP,
+    DELIVERED_STATUSES,
     DeliveryStatus,
     InboxEntry,
     NotificationStore,
@@ -212,12 +214,20 @@ class NotifierHandler(BaseHandler):
             return
         results = pipe.execute()
         to_push: list[tuple[int, InboxEntry]] = []
+        live = self.client.pipeline(transaction=False)
         for index, recipient, entry in decided:
             raw = results[index]
             status = DeliveryStatus(raw.decode() if isinstance(raw, bytes) else raw)
             self.decisions[status.value] = self.decisions.get(status.value, 0) + 1
+            if status in DELIVERED_STATUSES:
+                # The script returns the earlier status for a duplicate, so a redelivered
+                # batch announces again; the entry's id lets clients drop the repeat.
+                publish_notification(live, recipient, entry)
             if status is DeliveryStatus.PUSH_PENDING:
                 to_push.append((recipient, entry))
+        if len(live):
+            # After the inbox write is durable, before the (slow, remote) push.
+            live.execute()
         if to_push:
             self._push(to_push)
 

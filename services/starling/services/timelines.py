@@ -22,6 +22,7 @@ from starling.runtime.config import RuntimeSettings, load_settings
 from starling.runtime.handler import BaseHandler, Outbox, Record
 from starling.services.common import StoreReadiness, store_client
 from starling.store import keys
+from starling.store.live import publish_timeline
 from starling.store.timelines import DEFAULT_CAP, TimelineStore
 from starling.topics import RECOMMENDATIONS
 
@@ -74,12 +75,13 @@ class TimelinesHandler(BaseHandler):
 
     def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
         pipe = self.client.pipeline(transaction=False)
+        merged: list[tuple[int, list[int]]] = []
         for record in records:
             recommendation: Recommendation = record.event
             if recommendation.kind is RecommendationKind.TWEETS:
-                self.timelines.merge(
-                    pipe, recommendation.user_id, [item.item_id for item in recommendation.items]
-                )
+                tweet_ids = [item.item_id for item in recommendation.items]
+                self.timelines.merge(pipe, recommendation.user_id, tweet_ids)
+                merged.append((recommendation.user_id, tweet_ids))
             else:
                 entries = [
                     WhoToFollowEntry(item.item_id, item.score, item.reason)
@@ -95,6 +97,13 @@ class TimelinesHandler(BaseHandler):
                     client=pipe,
                 )
         pipe.execute()
+        # Only after the merge is durable: a client told "new tweets" must find them when
+        # it reads the timeline. A failure here retries the (idempotent) batch.
+        if merged:
+            live = self.client.pipeline(transaction=False)
+            for user_id, tweet_ids in merged:
+                publish_timeline(live, user_id, tweet_ids)
+            live.execute()
 
     def close(self) -> None:
         self.client.close()

@@ -23,6 +23,13 @@ only through these functions, so a rename is one edit. User and tweet ids are de
 | `ntf:fatigue:{user}:{bucket}` | string | notifications delivered in the fatigue window |
 | `ntf:prefs:{user}` | hash | `<kind>` or `push` -> `off` to opt out |
 | `ntf:receipt:{notification}` | hash | channel -> `<status> <time>` delivery receipts |
+
+Pub/sub channels (not keys: nothing is stored, a message reaches whoever listens now):
+
+| channel | published by | message (JSON, `starling.store.live`) |
+| --- | --- | --- |
+| `live:user:{user}` | timelines, notifier, after the durable write | `{"kind": "timeline", ...}` |
+|  |  | or `{"kind": "notification", ...}` |
 """
 
 from __future__ import annotations
@@ -100,3 +107,22 @@ def preferences(user_id: int) -> str:
 
 def receipt(notification_id: str) -> str:
     return f"ntf:receipt:{notification_id}"
+
+
+# Live updates for one user. The gateway PSUBSCRIBEs to the pattern once per pod and fans
+# out in-process, so a connected client costs no store connection of its own.
+LIVE_CHANNEL_PREFIX = "live:user:"
+LIVE_CHANNEL_PATTERN = LIVE_CHANNEL_PREFIX + "*"
+
+
+def live_channel(user_id: int) -> str:
+    return f"{LIVE_CHANNEL_PREFIX}{user_id}"
+
+
+def user_of_live_channel(channel: bytes | str) -> int | None:
+    """The user id a live channel is for, or None for a name that is not one."""
+    name = channel.decode() if isinstance(channel, bytes) else channel
+    suffix = name.removeprefix(LIVE_CHANNEL_PREFIX)
+    if suffix == name or not suffix.isdigit():
+        return None
+    return int(suffix)

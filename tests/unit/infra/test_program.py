@@ -618,8 +618,8 @@ def test_exports(stack_run: ProgramRun) -> None:
     assert exports["kafkaBootstrapServers"] == "starling-kafka-bootstrap.starling.svc:9093"
     assert exports["airflowUrl"] == "http://starling-airflow-api-server.starling-airflow.svc:8080"
     assert exports["airflowPortForward"].startswith("kubectl -n starling-airflow port-forward")
-    # No gateway URL while no gateway is deployed: an export must point at something real.
-    assert "gatewayUrl" not in exports
+    # The gateway is deployed (it is runnable), so its in-cluster URL is exported.
+    assert exports["gatewayUrl"] == "http://starling-services-gateway.starling.svc:8080"
     checks = exports["checks"]
     assert "kubectl -n starling get kafka,kafkanodepool,kafkatopic,kafkauser" in checks
     assert "kubectl -n starling wait kafka/starling --for=condition=Ready --timeout=600s" in checks

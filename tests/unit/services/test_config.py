@@ -46,7 +46,7 @@ def test_scram_over_tls(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> No
     ("env", "named"),
     [
         ({"KAFKA_BOOTSTRAP_SERVERS": "b:1"}, "STARLING_SERVICE"),
-        ({"STARLING_SERVICE": "gateway", "KAFKA_BOOTSTRAP_SERVERS": "b:1"}, "STARLING_SERVICE"),
+        ({"STARLING_SERVICE": "gatewey", "KAFKA_BOOTSTRAP_SERVERS": "b:1"}, "STARLING_SERVICE"),
         ({"STARLING_SERVICE": "trends"}, "KAFKA_BOOTSTRAP_SERVERS"),
         (
             {

@@ -1,0 +1,444 @@
+"""The gateway's HTTP API (Starlette): events in, timelines/notifications/trends out, SSE.
+
+* `POST /v1/events`: 202 `{event_id, type, topic, partition, offset}` once acknowledged;
+* `GET /v1/users/{id}/timeline?limit=&before=`: newest first, with the enriched tweet
+  where the store still has it;
+* `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
+* `GET /v1/trends`: the trends of the latest closed window;
+* `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events.
+
+Errors are JSON `{"error": kind, "field": path or null, "message": text}`. Store reads are
+blocking redis-py calls, run in the threadpool so the event loop only ever waits on I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+import redis
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from starling.events import (
+    MAX_EVENT_BYTES,
+    EventError,
+    EventErrorKind,
+    TweetCreated,
+    UserInteraction,
+    UserLogin,
+    decode_as,
+    encode,
+    type_tag,
+)
+from starling.gateway.feeds import LiveFeed, TrendFeed
+from starling.gateway.hub import Hub, HubFullError, Subscription
+from starling.gateway.metrics import GatewayMetrics
+from starling.gateway.producer import AckingProducer, NotAcknowledgedError
+from starling.gateway.settings import GatewaySettings
+from starling.runtime.config import RuntimeSettings
+from starling.runtime.metrics import HealthState
+from starling.services.common import StoreReadiness
+from starling.store import keys
+from starling.store.client import connect
+from starling.store.timelines import TimelineStore
+from starling.topics import CATALOG, TRENDS, TWEETS
+
+log = logging.getLogger("starling.gateway")
+
+# What clients may send; everything else is produced by the pipeline itself.
+ClientEvent = UserLogin | TweetCreated | UserInteraction
+CLIENT_EVENT_TYPES: tuple[type[UserLogin | TweetCreated | UserInteraction], ...] = (
+    UserLogin,
+    TweetCreated,
+    UserInteraction,
+)
+# The field naming the user who acts: the one the identity header must match.
+ACTOR_FIELDS: dict[type[Any], str] = {
+    UserLogin: "user_id",
+    TweetCreated: "author_id",
+    UserInteraction: "actor_id",
+}
+ERROR_STATUS: dict[EventErrorKind, int] = {
+    EventErrorKind.TOO_LARGE: 413,
+    EventErrorKind.MALFORMED: 400,
+    EventErrorKind.INVALID: 400,
+    EventErrorKind.UNKNOWN_VERSION: 400,
+    EventErrorKind.UNKNOWN_TYPE: 422,
+    EventErrorKind.WRONG_TYPE: 422,
+}
+MAX_ID = 2**63 - 1
+SSE_HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx-style proxies buffer responses unless told not to; a buffered stream is not live.
+    "X-Accel-Buffering": "no",
+}
+SSE_PREAMBLE = b"retry: 3000\n: connected\n\n"
+SSE_HEARTBEAT = b": keepalive\n\n"
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_encoder.encode(body), status, media_type="application/json")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+        self.field = field
+
+    def response(self) -> Response:
+        return json_response(
+            {"error": self.error, "field": self.field, "message": self.message}, self.status
+        )
+
+
+def parse_id(text: str | None, field: str) -> int:
+    """A user or tweet id (decimal, 1..2^63-1); ApiError 400 naming `field` otherwise."""
+    if text is None or not text.isascii() or not text.isdigit() or len(text) > 19:
+        raise ApiError(400, "invalid", f"must be a decimal id, got {text!r}", field)
+    value = int(text)
+    if not 1 <= value <= MAX_ID:
+        raise ApiError(400, "invalid", f"must be in 1..{MAX_ID}", field)
+    return value
+
+
+def parse_limit(text: str | None, default: int, maximum: int) -> int:
+    if text is None:
+        return default
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= maximum:
+        raise ApiError(400, "invalid", f"limit must be an integer in 1..{maximum}", "query.limit")
+    return int(text)
+
+
+def event_error(error: EventError) -> ApiError:
+    return ApiError(ERROR_STATUS[error.kind], error.kind.value, error.reason, error.field)
+
+
+class GatewayHealth(HealthState):
+    """Alive while the event loop keeps beating and the producer has not failed fatally."""
+
+    def __init__(self, stall_after_s: float, producer: AckingProducer) -> None:
+        super().__init__(stall_after_s)
+        self._producer = producer
+
+    def alive(self) -> bool:
+        return super().alive() and self._producer.fatal_error is None
+
+
+class Gateway:
+    """Everything one gateway pod runs; `app` is the ASGI application to serve."""
+
+    def __init__(
+        self,
+        runtime: RuntimeSettings,
+        settings: GatewaySettings,
+        *,
+        producer_overrides: dict[str, Any] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.store: redis.Redis = connect(**runtime.redis_kwargs())
+        self.producer = AckingProducer(
+            {**runtime.producer_config(), **(producer_overrides or {})},
+            settings.ack_timeout_s,
+            probe_topic=runtime.topic(TWEETS),
+        )
+        self.health = GatewayHealth(stall_after_s=30.0, producer=self.producer)
+        store_ready = StoreReadiness(self.store)
+        self.health.store_check = lambda: store_ready() and self.producer.reachable()
+        self.hub = Hub(
+            settings.stream_queue_size,
+            settings.max_streams,
+            on_drop=self.metrics.streams_dropped.inc,
+        )
+        self.timelines = TimelineStore(self.store)
+        self.topics = {
+            event_type: runtime.topic(CATALOG.topic_for(event_type).name)
+            for event_type in CLIENT_EVENT_TYPES
+        }
+        self.trends_topic = runtime.topic(TRENDS)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.trend_feed: TrendFeed | None = None
+        self.live_feed: LiveFeed | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/events", self._route("events", self.post_event), methods=["POST"]),
+                Route(
+                    "/v1/users/{user_id}/timeline",
+                    self._route("timeline", self.get_timeline),
+                    methods=["GET"],
+                ),
+                Route(
+                    "/v1/users/{user_id}/notifications",
+                    self._route("notifications", self.get_notifications),
+                    methods=["GET"],
+                ),
+                Route("/v1/trends", self._route("trends", self.get_trends), methods=["GET"]),
+                Route(
+                    "/v1/users/{user_id}/stream",
+                    self._route("stream", self.get_stream),
+                    methods=["GET"],
+                ),
+            ],
+            exception_handlers={HTTPException: _http_error},
+            lifespan=self._lifespan,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        self.loop = asyncio.get_running_loop()
+        self.producer.start()
+        self.trend_feed = TrendFeed(
+            self.loop,
+            self._feed_error,
+            self._trend_consumer_config(),
+            self.trends_topic,
+            self._on_trend,
+        )
+        self.live_feed = LiveFeed(self.loop, self._feed_error, self.store, self._on_live)
+        self.trend_feed.start()
+        self.live_feed.start()
+        beat = asyncio.create_task(self._beat())
+        self.health.joined = True
+        log.info("gateway: serving; trends from %s", self.trends_topic)
+        try:
+            yield
+        finally:
+            self.begin_shutdown()
+            beat.cancel()
+            await run_in_threadpool(self._stop_threads)
+
+    def begin_shutdown(self) -> None:
+        """Not ready any more, and every stream told to go (run on the loop)."""
+        self.health.stopping = True
+        self.hub.close_all()
+
+    def _stop_threads(self) -> None:
+        for feed in (self.trend_feed, self.live_feed):
+            if feed is not None:
+                feed.stop()
+        self.producer.close()
+        self.store.close()
+
+    async def _beat(self) -> None:
+        # Liveness means the loop runs: a blocked loop stops beating.
+        while True:
+            self.health.beat()
+            await asyncio.sleep(1.0)
+
+    def _trend_consumer_config(self) -> dict[str, Any]:
+        return {
+            **self.runtime.kafka_common(),
+            "client.id": "starling-gateway-trends",
+            "group.id": self.runtime.group_id,
+            # Assigned partitions, read from the end, never committed (see feeds.py).
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "latest",
+        }
+
+    def _feed_error(self, feed: str) -> None:
+        self.metrics.feed_errors.labels(feed).inc()
+
+    def _on_trend(self, frame: bytes) -> None:
+        self.metrics.updates.labels("trend").inc(self.hub.broadcast(frame))
+
+    def _on_live(self, user_id: int, kind: str, frame: bytes) -> None:
+        self.metrics.updates.labels(kind).inc(self.hub.to_user(user_id, frame))
+
+    # ------------------------------------------------------------------ routes
+
+    def _route(
+        self, name: str, handler: Callable[[Request], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            started = time.perf_counter()
+            try:
+                response = await handler(request)
+            except ApiError as error:
+                response = error.response()
+            self.metrics.requests.labels(name, str(response.status_code)).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            return response
+
+        return endpoint
+
+    def _identity(self, request: Request) -> int | None:
+        """The user the ingress vouches for, or None when the header is not trusted."""
+        if not self.settings.trust_user_header:
+            return None
+        header = self.settings.user_header
+        value = request.headers.get(header)
+        if value is None:
+            raise ApiError(401, "unauthenticated", f"missing {header} header (set by the ingress)")
+        try:
+            return parse_id(value, f"header.{header}")
+        except ApiError as error:
+            raise ApiError(401, "unauthenticated", error.message, error.field) from None
+
+    def _authorize(self, request: Request, user_id: int, field: str) -> None:
+        identity = self._identity(request)
+        if identity is not None and identity != user_id:
+            message = f"user {identity} may not act as user {user_id}"
+            raise ApiError(403, "forbidden", message, field)
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
+            raise ApiError(
+                413, "too_large", f"{declared} bytes exceeds the {MAX_EVENT_BYTES} limit"
+            )
+        body = bytearray()
+        # Chunked bodies declare no length: stop reading as soon as the limit is passed.
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_EVENT_BYTES:
+                raise ApiError(413, "too_large", f"more than the {MAX_EVENT_BYTES}-byte limit")
+        return bytes(body)
+
+    async def post_event(self, request: Request) -> Response:
+        body = await self._read_body(request)
+        try:
+            event: UserLogin | TweetCreated | UserInteraction = decode_as(
+                body,
+                ClientEvent,  # type: ignore[arg-type]
+            )
+        except EventError as error:
+            self.metrics.rejected.labels(error.kind.value).inc()
+            raise event_error(error) from None
+        actor_field = ACTOR_FIELDS[type(event)]
+        try:
+            self._authorize(request, getattr(event, actor_field), f"$.{actor_field}")
+        except ApiError as error:
+            self.metrics.rejected.labels(error.error).inc()
+            raise
+        topic = self.topics[type(event)]
+        try:
+            # Re-encoded: what reaches the topic is exactly the schema, no unknown extras.
+            delivery = await self.producer.send(topic, event.partition_key(), encode(event))
+        except NotAcknowledgedError as error:
+            self.metrics.rejected.labels("not_acknowledged").inc()
+            raise ApiError(
+                503,
+                "not_acknowledged",
+                f"the event was not acknowledged by Kafka ({error}); it may or may not be"
+                " stored: retry with the same event_id (consumers dedupe by it)",
+            ) from None
+        self.metrics.accepted.labels(topic).inc()
+        return json_response(
+            {
+                "event_id": str(event.event_id),
+                "type": type_tag(type(event)),
+                "topic": delivery.topic,
+                "partition": delivery.partition,
+                "offset": delivery.offset,
+            },
+            202,
+        )
+
+    async def _read_store(self, function: Callable[[], Any]) -> Any:
+        try:
+            return await run_in_threadpool(function)
+        except redis.RedisError as error:
+            raise ApiError(503, "store_unavailable", f"the store did not answer: {error}") from None
+
+    async def get_timeline(self, request: Request) -> Response:
+        user_id = parse_id(request.path_params["user_id"], "path.user_id")
+        self._authorize(request, user_id, "path.user_id")
+        limit = parse_limit(
+            request.query_params.get("limit"), self.settings.default_limit, self.settings.max_limit
+        )
+        before_text = request.query_params.get("before")
+        before = parse_id(before_text, "query.before") if before_text is not None else None
+
+        def read() -> list[dict[str, Any]]:
+            tweet_ids = self.timelines.timeline(user_id, limit, before)
+            bodies: list[Any] = (
+                self.store.mget([keys.tweet(tweet_id) for tweet_id in tweet_ids])
+                if tweet_ids
+                else []
+            )
+            # Tweet bodies expire before timelines do: an id without one is still served.
+            return [
+                {"tweet_id": tweet_id, "tweet": msgspec.Raw(body) if body is not None else None}
+                for tweet_id, body in zip(tweet_ids, bodies, strict=True)
+            ]
+
+        entries = await self._read_store(read)
+        next_before = entries[-1]["tweet_id"] if len(entries) == limit else None
+        return json_response({"user_id": user_id, "tweets": entries, "next_before": next_before})
+
+    async def get_notifications(self, request: Request) -> Response:
+        user_id = parse_id(request.path_params["user_id"], "path.user_id")
+        self._authorize(request, user_id, "path.user_id")
+        limit = parse_limit(
+            request.query_params.get("limit"), self.settings.default_limit, self.settings.max_limit
+        )
+
+        def read() -> list[msgspec.Raw]:
+            members: Any = self.store.zrevrange(keys.inbox(user_id), 0, limit - 1)
+            return [msgspec.Raw(member) for member in members]
+
+        entries = await self._read_store(read)
+        return json_response({"user_id": user_id, "notifications": entries})
+
+    async def get_trends(self, _request: Request) -> Response:
+        raw = await self._read_store(lambda: self.store.get(keys.TRENDS_CURRENT))
+        return json_response({"trends": msgspec.Raw(raw) if raw is not None else []})
+
+    async def get_stream(self, request: Request) -> Response:
+        user_id = parse_id(request.path_params["user_id"], "path.user_id")
+        self._authorize(request, user_id, "path.user_id")
+        if self.health.stopping:
+            raise ApiError(503, "stopping", "the gateway is stopping; reconnect to another pod")
+        try:
+            subscription = self.hub.subscribe(user_id)
+        except HubFullError as error:
+            raise ApiError(503, "too_many_streams", str(error)) from None
+        self.metrics.streams.inc()
+        return StreamingResponse(
+            self._events(subscription), media_type="text/event-stream", headers=SSE_HEADERS
+        )
+
+    async def _events(self, subscription: Subscription) -> AsyncIterator[bytes]:
+        try:
+            yield SSE_PREAMBLE
+            while True:
+                try:
+                    frame = await asyncio.wait_for(
+                        subscription.queue.get(), self.settings.heartbeat_s
+                    )
+                except TimeoutError:
+                    yield SSE_HEARTBEAT
+                    continue
+                yield frame
+                if Subscription.is_closing(frame):
+                    return
+        finally:
+            self.hub.unsubscribe(subscription)
+            self.metrics.streams.dec()
+
+
+async def _http_error(_request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
+    return json_response(
+        {"error": kind, "field": None, "message": str(error.detail)}, error.status_code
+    )

@@ -1,0 +1,60 @@
+"""The gateway's Prometheus metrics (its own registry, served on the metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Request latency (seconds): reads take a store round trip, POSTs a broker round trip.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "starling_gateway_requests",
+            "HTTP requests answered, by route and status",
+            ("route", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "starling_gateway_request_duration_seconds",
+            "time to the response's start (for streams: to the first byte)",
+            ("route",),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.accepted = Counter(
+            "starling_gateway_events_accepted",
+            "events acknowledged by the brokers and answered 202",
+            ("topic",),
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "starling_gateway_events_rejected",
+            "events refused, by reason (codec error kind, identity, not_acknowledged)",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.streams = Gauge(
+            "starling_gateway_streams",
+            "SSE streams currently open",
+            registry=self.registry,
+        )
+        self.streams_dropped = Counter(
+            "starling_gateway_streams_dropped",
+            "SSE streams closed because the client fell too far behind",
+            registry=self.registry,
+        )
+        self.updates = Counter(
+            "starling_gateway_updates_pushed",
+            "live updates queued to streams, by kind",
+            ("kind",),
+            registry=self.registry,
+        )
+        self.feed_errors = Counter(
+            "starling_gateway_feed_errors",
+            "failures and skipped records of the live feeds",
+            ("feed",),
+            registry=self.registry,
+        )

@@ -1,0 +1,408 @@
+"""The gateway against a real broker and a real Redis: events in (acknowledged, keyed,
+validated, bounded when the broker is gone), reads out, and the SSE stream fed by the
+real trends topic and by the real timelines and notifier services."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from starling.events import (
+    EventBase,
+    Notification,
+    NotificationKind,
+    Platform,
+    Recommendation,
+    RecommendationKind,
+    RecommendedItem,
+    Trend,
+    TweetCreated,
+    TweetEnriched,
+    UserLogin,
+    decode,
+    encode,
+    new_event,
+)
+from starling.gateway.server import GatewayServer, build_server
+from starling.gateway.settings import GatewaySettings
+from starling.harness._process import free_ports
+from starling.runtime.metrics import MetricsServer
+from starling.services.notifier import NotifierHandler, NotifierSettings
+from starling.services.timelines import TimelinesHandler, TimelinesSettings
+from starling.store import keys
+from starling.store.trends import TrendEntry, TrendStore
+from starling.topics import NOTIFICATIONS, RECOMMENDATIONS, TRENDS, TWEETS
+from tests.integration.services.helpers import (
+    Deployment,
+    ThreadedRuntime,
+    new_prefix,
+    read_topic,
+    service_command,
+    wait_for,
+)
+
+if TYPE_CHECKING:
+    import redis
+
+    from starling.harness.kafka import KafkaCluster
+    from starling.harness.redis import RedisServer
+
+pytestmark = pytest.mark.integration
+
+USER = "X-Starling-User"
+
+
+class RunningGateway:
+    """A gateway served by uvicorn in a thread, on a free port, with its metrics server."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.gateway = server.gateway
+        self.metrics = MetricsServer(0, self.gateway.metrics.registry, self.gateway.health)
+        self._thread = threading.Thread(target=server.run, name="gateway", daemon=True)
+
+    def __enter__(self) -> RunningGateway:
+        self.metrics.start()
+        self._thread.start()
+        wait_for(lambda: self.server.started, 20, "uvicorn to start", interval=0.05)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics.port}"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(30)
+        self.metrics.stop()
+        assert not self._thread.is_alive(), "the gateway did not stop"
+
+
+def start_gateway(deployment: Deployment, **settings: Any) -> RunningGateway:
+    runtime = deployment.settings("gateway", starling_shutdown_timeout_s=5.0)
+    options: dict[str, Any] = {"http_host": "127.0.0.1", "http_port": 0, **settings}
+    return RunningGateway(build_server(runtime, GatewaySettings(**options)))
+
+
+@pytest.fixture
+def deployment(kafka: KafkaCluster, redis_server: RedisServer) -> Deployment:
+    deployment = Deployment(kafka, new_prefix(), redis_server.host, redis_server.port)
+    deployment.create_topics()
+    return deployment
+
+
+def tweet_body(author: int, tweet_id: int, **extra: Any) -> dict[str, Any]:
+    event = new_event(
+        TweetCreated, tweet_id=tweet_id, author_id=author, text="hello #x", platform=Platform.IOS
+    )
+    return {**json.loads(encode(event)), **extra}
+
+
+def test_post_is_acknowledged_keyed_and_validated(
+    deployment: Deployment, kafka: KafkaCluster
+) -> None:
+    with start_gateway(deployment) as running, httpx.Client(base_url=running.url) as http:
+        wait_for(running.gateway.health.ready, 20, "readiness")
+        body = tweet_body(author=7, tweet_id=4242, unknown_extra="dropped")
+        started = time.monotonic()
+        accepted = http.post("/v1/events", json=body, headers={USER: "7"})
+        elapsed = time.monotonic() - started
+        assert accepted.status_code == 202, accepted.text
+        answer = accepted.json()
+        assert answer["event_id"] == body["event_id"]
+        assert answer["topic"] == deployment.topic(TWEETS) and answer["type"] == "tweet.created"
+
+        login = new_event(
+            UserLogin,
+            user_id=7,
+            success=True,
+            ip="10.0.0.1",
+            country="NL",
+            device_id="d1",
+            platform=Platform.WEB,
+        )
+        assert (
+            http.post("/v1/events", content=encode(login), headers={USER: "7"}).status_code == 202
+        )
+
+        refused = [
+            http.post("/v1/events", content=b"{", headers={USER: "7"}),
+            http.post("/v1/events", json=tweet_body(7, 1, text=""), headers={USER: "7"}),
+            http.post("/v1/events", json=tweet_body(7, 2, type="trend"), headers={USER: "7"}),
+            http.post("/v1/events", json=tweet_body(8, 3), headers={USER: "7"}),
+            http.post("/v1/events", content=b"x" * 70_000, headers={USER: "7"}),
+        ]
+        assert [r.status_code for r in refused] == [400, 400, 422, 403, 413]
+        assert refused[1].json()["field"] == "$.text"
+        metrics = httpx.get(running.metrics_url + "/metrics").text
+        tweets_topic = deployment.topic(TWEETS)
+        assert f'starling_gateway_events_accepted_total{{topic="{tweets_topic}"}} 1.0' in metrics
+
+    messages = read_topic(kafka, deployment.topic(TWEETS), expected=1, timeout=20)
+    # Exactly the accepted tweet: nothing refused reached the topic.
+    assert len(messages) == 1
+    message = messages[0]
+    assert message.key() == b"4242"
+    assert (message.partition(), message.offset()) == (answer["partition"], answer["offset"])
+    produced = decode(message.value())
+    assert isinstance(produced, TweetCreated) and str(produced.event_id) == body["event_id"]
+    assert b"unknown_extra" not in message.value()
+    logins = read_topic(kafka, deployment.topic("user.logins"), expected=1, timeout=20)
+    assert [m.key() for m in logins] == [b"7"]
+    print(f"POST -> acknowledged 202 in {elapsed * 1000:.1f} ms")
+
+
+def test_unreachable_broker_is_503_within_the_bound(
+    kafka: KafkaCluster, redis_server: RedisServer
+) -> None:
+    # A port nobody listens on: the broker is unreachable from the start.
+    closed_port = free_ports(1)[0]
+    deployment = Deployment(kafka, new_prefix(), redis_server.host, redis_server.port)
+    deployment.overrides["kafka_bootstrap_servers"] = f"127.0.0.1:{closed_port}"
+    with (
+        start_gateway(deployment, ack_timeout_s=2.0, trust_user_header=False) as running,
+        httpx.Client(base_url=running.url, timeout=30) as http,
+    ):
+        started = time.monotonic()
+        response = http.post("/v1/events", json=tweet_body(7, 5))
+        elapsed = time.monotonic() - started
+        assert response.status_code == 503, response.text
+        assert response.json()["error"] == "not_acknowledged"
+        assert "retry with the same event_id" in response.json()["message"]
+        assert elapsed < 4.0, f"503 took {elapsed:.1f} s"
+        assert not running.gateway.health.ready()
+        assert httpx.get(running.metrics_url + "/readyz").status_code == 503
+        metrics = httpx.get(running.metrics_url + "/metrics").text
+        assert "starling_gateway_events_accepted_total{" not in metrics
+        assert 'starling_gateway_events_rejected_total{reason="not_acknowledged"} 1.0' in metrics
+    print(f"unreachable broker -> 503 in {elapsed:.2f} s (bound 2 s)")
+
+
+@dataclass
+class Stream:
+    """An SSE client in a thread, collecting (event, id, data) triples."""
+
+    url: str
+    user: int
+    events: list[tuple[str, str | None, Any]] = field(default_factory=list)
+    connected: threading.Event = field(default_factory=threading.Event)
+    closed: threading.Event = field(default_factory=threading.Event)
+
+    def start(self) -> Stream:
+        threading.Thread(target=self._run, daemon=True).start()
+        assert self.connected.wait(10), "the stream did not connect"
+        return self
+
+    def _run(self) -> None:
+        headers = {USER: str(self.user)}
+        url = f"{self.url}/v1/users/{self.user}/stream"
+        event: dict[str, str] = {}
+        with (
+            contextlib.suppress(httpx.HTTPError),
+            httpx.stream(
+                "GET", url, headers=headers, timeout=httpx.Timeout(5, read=60)
+            ) as response,
+        ):
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith(":"):
+                    self.connected.set()
+                    continue
+                if line:
+                    name, _, value = line.partition(": ")
+                    event[name] = value
+                    continue
+                if "event" in event:
+                    data = json.loads(event["data"])
+                    self.events.append((event["event"], event.get("id"), data))
+                event = {}
+        self.closed.set()
+
+    def of(self, kind: str) -> list[Any]:
+        return [data for name, _id, data in self.events if name == kind]
+
+
+def test_stream_pushes_trends_to_all_and_user_updates_to_their_user(
+    deployment: Deployment, kafka: KafkaCluster, redis_client: redis.Redis
+) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+
+    def produce(topic: str, event: EventBase) -> None:
+        producer.produce(deployment.topic(topic), encode(event), event.partition_key())
+        assert producer.flush(10) == 0
+
+    timelines_settings = deployment.settings("timelines")
+    notifier_settings = deployment.settings("notifier")
+    services = [
+        ThreadedRuntime(
+            timelines_settings,
+            TimelinesHandler(timelines_settings, settings=TimelinesSettings()),
+            serve_metrics=False,
+        ).start(),
+        ThreadedRuntime(
+            notifier_settings,
+            NotifierHandler(notifier_settings, settings=NotifierSettings()),
+            serve_metrics=False,
+        ).start(),
+    ]
+    try:
+        with start_gateway(deployment, heartbeat_s=1.0) as running:
+            gateway = running.gateway
+            assert gateway.trend_feed is not None and gateway.live_feed is not None
+            assert gateway.trend_feed.ready.wait(20) and gateway.live_feed.ready.wait(20)
+            alice, bob = Stream(running.url, 10).start(), Stream(running.url, 20).start()
+
+            # Trends: from the end of the topic, so produce until one arrives (the first may
+            # land before the consumer resolved "the end").
+            now = datetime.now(UTC)
+            trend_ids: list[str] = []
+            deadline = time.monotonic() + 30
+            while not alice.of("trend") and time.monotonic() < deadline:
+                trend = new_event(
+                    Trend,
+                    hashtag="starling",
+                    window_start=now - timedelta(minutes=5),
+                    window_end=now,
+                    count=40,
+                    expected=3.5,
+                    score=9.1,
+                    rank=1,
+                )
+                trend_ids.append(str(trend.event_id))
+                produce(TRENDS, trend)
+                time.sleep(0.5)
+            wait_for(lambda: bool(bob.of("trend")), 10, "bob's trend")
+            assert alice.of("trend")[0]["hashtag"] == "starling"
+
+            # Alice's timeline, through the real timelines service.
+            enriched = new_event(
+                TweetEnriched,
+                tweet_id=555,
+                author_id=30,
+                text="hi",
+                hashtags=[],
+                mentions=[],
+                lang="en",
+                sentiment=0.0,
+                source_event_id=uuid.uuid4(),
+            )
+            redis_client.set(keys.tweet(555), encode(enriched))
+            produce(
+                RECOMMENDATIONS,
+                new_event(
+                    Recommendation,
+                    user_id=10,
+                    kind=RecommendationKind.TWEETS,
+                    items=[RecommendedItem(item_id=555, score=1.0)],
+                    model="test",
+                ),
+            )
+            wait_for(lambda: bool(alice.of("timeline")), 30, "alice's timeline update")
+            assert alice.of("timeline")[0] == {"kind": "timeline", "tweet_ids": [555]}
+
+            # Alice's notification, through the real notifier.
+            produce(
+                NOTIFICATIONS,
+                new_event(
+                    Notification,
+                    recipient_id=10,
+                    kind=NotificationKind.MENTION,
+                    source_event_id=uuid.uuid4(),
+                    actor_id=11,
+                    tweet_id=555,
+                ),
+            )
+            wait_for(lambda: bool(alice.of("notification")), 30, "alice's notification")
+            entry = alice.of("notification")[0]["entry"]
+            assert (entry["kind"], entry["actor_id"]) == ("mention", 11)
+            assert any(
+                name == "notification" and event_id == entry["id"]
+                for name, event_id, _ in alice.events
+            )
+            time.sleep(1.5)  # a heartbeat interval: anything misrouted would have arrived
+            assert bob.of("timeline") == [] and bob.of("notification") == []
+
+            check_reads(running, redis_client, enriched, entry["id"], now)
+        # Stopping the gateway ends both streams with a close event.
+        assert alice.closed.wait(10) and bob.closed.wait(10)
+        assert alice.events[-1][0] == "close" and alice.events[-1][2]["reason"] == "shutdown"
+    finally:
+        for service in services:
+            service.stop()
+
+
+def check_reads(
+    running: RunningGateway,
+    redis_client: redis.Redis,
+    enriched: TweetEnriched,
+    notification_id: str,
+    now: datetime,
+) -> None:
+    """The state the stream announced, through the read API."""
+    with httpx.Client(base_url=running.url) as http:
+        timeline = http.get("/v1/users/10/timeline", headers={USER: "10"}).json()
+        assert timeline["tweets"] == [{"tweet_id": 555, "tweet": json.loads(encode(enriched))}]
+        inbox = http.get("/v1/users/10/notifications", headers={USER: "10"}).json()
+        assert [n["id"] for n in inbox["notifications"]] == [notification_id]
+        other = http.get("/v1/users/20/timeline", headers={USER: "20"}).json()
+        assert other["tweets"] == []
+        assert http.get("/v1/trends").json() == {"trends": []}
+        # Trends as the trends service closes a window.
+        window = int(now.timestamp()) // 300 * 300
+        TrendStore(redis_client, retention_s=3600).close(
+            window, [TrendEntry("starling", 40, 3.5, 9.1, 1, window, window + 300)]
+        )
+        trends = http.get("/v1/trends").json()["trends"]
+        assert [(t["hashtag"], t["rank"]) for t in trends] == [("starling", 1)]
+        metrics = httpx.get(running.metrics_url + "/metrics").text
+        assert "starling_gateway_streams 2.0" in metrics
+
+
+def test_starling_run_gateway_process(deployment: Deployment) -> None:
+    http_port, metrics_port = free_ports(2)
+    env = deployment.env(
+        "gateway",
+        HTTP_PORT=str(http_port),
+        METRICS_PORT=str(metrics_port),
+        STARLING_GATEWAY_TRUST_USER_HEADER="false",
+        STARLING_SHUTDOWN_TIMEOUT_S="5",
+    )
+    process = subprocess.Popen(
+        service_command("gateway"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        metrics = f"http://127.0.0.1:{metrics_port}"
+
+        def ready() -> bool:
+            try:
+                return httpx.get(metrics + "/readyz").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, 30, "/readyz of `starling run gateway`")
+        assert httpx.get(metrics + "/healthz").status_code == 200
+        url = f"http://127.0.0.1:{http_port}"
+        assert httpx.post(url + "/v1/events", json=tweet_body(3, 77)).status_code == 202
+        stream = Stream(url, 3).start()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+        assert stream.closed.wait(5)
+        assert stream.events[-1][0] == "close"
+    finally:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+        output = process.stdout.read().decode() if process.stdout else ""
+        print(output[-3000:])

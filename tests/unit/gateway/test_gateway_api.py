@@ -1,0 +1,192 @@
+"""The gateway's request validation, error mapping, identity rules and fan-out, with no
+servers: requests that fail validation never reach the producer or the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from starling.events import MAX_EVENT_BYTES, Platform, TweetCreated, encode, new_event
+from starling.gateway.app import Gateway, parse_id, parse_limit
+from starling.gateway.hub import SHUTDOWN_FRAME, SLOW_CLIENT_FRAME, Hub, sse_frame
+from starling.gateway.settings import GatewaySettings
+from starling.runtime.config import RuntimeSettings
+
+pytestmark = pytest.mark.unit
+
+
+def tweet(author: int = 7, **fields: object) -> dict[str, object]:
+    event = new_event(TweetCreated, tweet_id=99, author_id=author, text="hi", platform=Platform.WEB)
+    body: dict[str, object] = json.loads(encode(event))
+    body.update(fields)
+    return body
+
+
+class Client:
+    """Requests straight into the ASGI app (no server, no lifespan, so no feeds)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def request(self, method: str, path: str, **options: object) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.gateway.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                return await http.request(method, path, **options)  # type: ignore[arg-type]
+
+        return asyncio.run(send())
+
+    def get(self, path: str, **options: object) -> httpx.Response:
+        return self.request("GET", path, **options)
+
+    def post(self, path: str, **options: object) -> httpx.Response:
+        return self.request("POST", path, **options)
+
+
+@pytest.fixture
+def client() -> Iterator[Client]:
+    # Nothing listens at these addresses: every case below must be answered before the
+    # gateway would talk to Kafka or the store.
+    runtime = RuntimeSettings(
+        starling_service="gateway", kafka_bootstrap_servers="127.0.0.1:1", store_port=1
+    )
+    gateway = Gateway(
+        runtime, GatewaySettings(trust_user_header=True), producer_overrides={"log_level": 0}
+    )
+    yield Client(gateway)
+    gateway.store.close()
+
+
+def post(
+    client: Client, body: object, user: str | None = "7", raw: bytes | None = None
+) -> httpx.Response:
+    headers = {"X-Starling-User": user} if user is not None else {}
+    content = raw if raw is not None else json.dumps(body).encode()
+    return client.post("/v1/events", content=content, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "raw", "status", "error", "field"),
+    [
+        (None, b"{not json", 400, "malformed", None),
+        (None, b"[1, 2]", 400, "malformed", None),
+        ({"text": None}, None, 400, "invalid", "$.text"),
+        ({"text": "x" * 281}, None, 400, "invalid", "$.text"),
+        ({"tweet_id": 0}, None, 400, "invalid", "$.tweet_id"),
+        ({"schema_version": 9}, None, 400, "unknown_version", "$.schema_version"),
+        ({"type": "tweet.deleted"}, None, 422, "unknown_type", "$.type"),
+        # A valid event, but one only the pipeline produces, never a client.
+        ({"type": "trend"}, None, 422, "wrong_type", "$.type"),
+        (
+            None,
+            b'{"type": "tweet.created", "pad": "' + b"x" * MAX_EVENT_BYTES + b'"}',
+            413,
+            "too_large",
+            None,
+        ),
+    ],
+)
+def test_bad_events_are_refused_with_kind_and_field(
+    client: Client,
+    body: dict[str, object] | None,
+    raw: bytes | None,
+    status: int,
+    error: str,
+    field: str | None,
+) -> None:
+    response = post(client, tweet(**body) if body is not None else None, raw=raw)
+    assert response.status_code == status, response.text
+    answer = response.json()
+    assert answer["error"] == error
+    assert answer["field"] == field
+    assert answer["message"]
+
+
+def test_missing_field_is_named(client: Client) -> None:
+    body = tweet()
+    del body["author_id"]
+    answer = post(client, body).json()
+    assert (answer["error"], answer["field"]) == ("invalid", "$.author_id")
+
+
+def test_identity_header_must_name_the_acting_user(client: Client) -> None:
+    missing = post(client, tweet(), user=None)
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthenticated"
+    assert post(client, tweet(), user="abc").status_code == 401
+    other = post(client, tweet(author=8), user="7")
+    assert other.status_code == 403
+    assert other.json()["field"] == "$.author_id"
+    reads = client.get("/v1/users/8/timeline", headers={"X-Starling-User": "7"})
+    assert (reads.status_code, reads.json()["field"]) == (403, "path.user_id")
+    assert client.get("/v1/users/8/stream", headers={"X-Starling-User": "7"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "field"),
+    [
+        ("/v1/users/abc/timeline", 400, "path.user_id"),
+        ("/v1/users/0/notifications", 400, "path.user_id"),
+        ("/v1/users/99999999999999999999/timeline", 400, "path.user_id"),
+        ("/v1/users/7/timeline?limit=0", 400, "query.limit"),
+        ("/v1/users/7/timeline?limit=201", 400, "query.limit"),
+        ("/v1/users/7/timeline?before=-1", 400, "query.before"),
+        ("/v1/users/7/stream/x", 404, None),
+    ],
+)
+def test_bad_ids_and_limits(client: Client, path: str, status: int, field: str | None) -> None:
+    response = client.get(path, headers={"X-Starling-User": "7"})
+    assert response.status_code == status
+    assert response.json()["field"] == field
+
+
+def test_parsers() -> None:
+    assert parse_id("1", "f") == 1
+    assert parse_id(str(2**63 - 1), "f") == 2**63 - 1
+    for bad in (None, "", "0", "-1", "1.0", "\u0661", str(2**63)):
+        with pytest.raises(Exception, match="must"):
+            parse_id(bad, "f")
+    assert parse_limit(None, 50, 200) == 50
+    assert parse_limit("200", 50, 200) == 200
+
+
+def test_settings_take_the_charts_http_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTP_PORT", "8081")
+    monkeypatch.setenv("STARLING_GATEWAY_TRUST_USER_HEADER", "false")
+    settings = GatewaySettings()
+    assert settings.http_port == 8081
+    assert settings.trust_user_header is False
+    assert GatewaySettings.model_fields["trust_user_header"].default is True
+
+
+def test_hub_routes_per_user_and_drops_slow_clients() -> None:
+    async def scenario() -> None:
+        dropped: list[int] = []
+        hub = Hub(queue_size=2, max_streams=3, on_drop=lambda: dropped.append(1))
+        alice, bob = hub.subscribe(1), hub.subscribe(2)
+        assert hub.to_user(1, b"a1") == 1
+        assert hub.broadcast(b"all") == 2
+        assert bob.queue.get_nowait() == b"all"
+        # Alice's queue (size 2) is full: the next update closes her stream, never waits.
+        assert hub.to_user(1, b"a2") == 0
+        assert dropped == [1]
+        assert alice.queue.get_nowait() == SLOW_CLIENT_FRAME
+        assert alice.queue.empty()
+        hub.subscribe(3)
+        with pytest.raises(Exception, match="already serves 3"):
+            hub.subscribe(4)
+        hub.unsubscribe(alice)
+        assert not hub.wants(1) and len(hub) == 2
+        hub.close_all()
+        assert bob.queue.get_nowait() == SHUTDOWN_FRAME
+
+    asyncio.run(scenario())
+
+
+def test_sse_frame_format() -> None:
+    frame = sse_frame("trend", b'{"a":1}', str(uuid.UUID(int=1)))
+    assert frame == (b'event: trend\nid: 00000000-0000-0000-0000-000000000001\ndata: {"a":1}\n\n')
