@@ -20,6 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import anyio
 import msgspec
 import redis
 from starlette.applications import Starlette
@@ -41,7 +42,8 @@ from starling.events import (
     type_tag,
 )
 from starling.gateway.feeds import LiveFeed, TrendFeed
-from starling.gateway.hub import Hub, HubFullError, Subscription
+from starling.gateway.follows import FollowIndex, FollowingLoader
+from starling.gateway.hub import Hub, HubFullError, Subscription, sse_frame
 from starling.gateway.metrics import GatewayMetrics
 from starling.gateway.producer import AckingProducer, NotAcknowledgedError
 from starling.gateway.settings import GatewaySettings
@@ -50,6 +52,7 @@ from starling.runtime.metrics import HealthState
 from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
+from starling.store.live import TimelineUpdate, encode_update
 from starling.store.timelines import TimelineStore
 from starling.topics import CATALOG, TRENDS, TWEETS
 
@@ -167,6 +170,15 @@ class Gateway:
             on_drop=self.metrics.streams_dropped.inc,
         )
         self.timelines = TimelineStore(self.store)
+        self.follows = FollowIndex(
+            settings.max_follow_entries, on_truncate=self.metrics.follows_truncated.inc
+        )
+        self.metrics.follow_entries.set_function(lambda: self.follows.entries)
+        self.load_following = FollowingLoader(self.store, settings.max_following)
+        # Follow loads get their own few threads: a reconnect storm must not take the
+        # threadpool the REST reads run in.
+        self._follow_limiter = anyio.CapacityLimiter(4)
+        self._follow_tasks: dict[int, asyncio.Task[None]] = {}
         self.topics = {
             event_type: runtime.topic(CATALOG.topic_for(event_type).name)
             for event_type in CLIENT_EVENT_TYPES
@@ -212,7 +224,9 @@ class Gateway:
             self.trends_topic,
             self._on_trend,
         )
-        self.live_feed = LiveFeed(self.loop, self._feed_error, self.store, self._on_live)
+        self.live_feed = LiveFeed(
+            self.loop, self._feed_error, self.store, self._on_live, self._on_new_tweets
+        )
         self.trend_feed.start()
         self.live_feed.start()
         beat = asyncio.create_task(self._beat())
@@ -223,6 +237,8 @@ class Gateway:
         finally:
             self.begin_shutdown()
             beat.cancel()
+            for task in self._follow_tasks.values():
+                task.cancel()
             await run_in_threadpool(self._stop_threads)
 
     def begin_shutdown(self) -> None:
@@ -262,6 +278,43 @@ class Gateway:
 
     def _on_live(self, user_id: int, kind: str, frame: bytes) -> None:
         self.metrics.updates.labels(kind).inc(self.hub.to_user(user_id, frame))
+
+    def _on_new_tweets(self, tweets: list[tuple[int, int]]) -> None:
+        """Tweets ingestion fanned out: the same `timeline` event the timelines service's
+        updates make, to the connected followers of each author and to the author."""
+        delivered = 0
+        for user_id, tweet_ids in self.follows.route(tweets).items():
+            frame = sse_frame("timeline", encode_update(TimelineUpdate(tweet_ids)))
+            delivered += self.hub.to_user(user_id, frame)
+        if delivered:
+            self.metrics.updates.labels("timeline").inc(delivered)
+
+    async def _keep_following(self, user_id: int) -> None:
+        """Load whom `user_id` follows now and again every `follow_refresh_s`, until
+        their last stream closes (the task is cancelled then)."""
+        while True:
+            try:
+                following = await anyio.to_thread.run_sync(
+                    self.load_following, user_id, limiter=self._follow_limiter
+                )
+            except Exception as error:
+                # Live tweets for this user keep the last loaded follows until the next
+                # refresh; nothing else is affected.
+                log.warning("gateway: could not load whom user %d follows: %s", user_id, error)
+                self._feed_error("follows")
+            else:
+                self.follows.update(user_id, following)
+            await asyncio.sleep(self.settings.follow_refresh_s)
+
+    def _follow_opened(self, user_id: int) -> None:
+        if self.follows.open(user_id):
+            self._follow_tasks[user_id] = asyncio.create_task(self._keep_following(user_id))
+
+    def _follow_closed(self, user_id: int) -> None:
+        if self.follows.close(user_id):
+            task = self._follow_tasks.pop(user_id, None)
+            if task is not None:
+                task.cancel()
 
     # ------------------------------------------------------------------ routes
 
@@ -418,6 +471,7 @@ class Gateway:
         )
 
     async def _events(self, subscription: Subscription) -> AsyncIterator[bytes]:
+        self._follow_opened(subscription.user_id)
         try:
             yield SSE_PREAMBLE
             while True:
@@ -432,6 +486,7 @@ class Gateway:
                 if Subscription.is_closing(frame):
                     return
         finally:
+            self._follow_closed(subscription.user_id)
             self.hub.unsubscribe(subscription)
             self.metrics.streams.dec()
 

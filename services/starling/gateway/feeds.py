@@ -6,7 +6,9 @@
   access map grants the gateway exactly one literal group (`starling-gateway`), which
   pods using `assign()` share without joining it (no commits, no rebalances).
 * Per-user updates: one PSUBSCRIBE to `live:user:*` in the store, published by the
-  timelines and notifier services after their durable writes.
+  timelines and notifier services after their durable writes; on the same connection a
+  SUBSCRIBE to `live:tweets`, where ingestion announces each fanned-out batch once (the
+  gateway routes it to followers, `starling.gateway.follows`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from starling.events import EventError, Trend, decode_as, encode
 from starling.gateway.hub import sse_frame
 from starling.store import keys
-from starling.store.live import NotificationUpdate, decode_update, encode_update
+from starling.store.live import (
+    NotificationUpdate,
+    decode_new_tweets,
+    decode_update,
+    encode_update,
+)
 
 log = logging.getLogger("starling.gateway.feeds")
 
@@ -141,19 +148,28 @@ class LiveFeed(Feed):
         on_error: Callable[[str], None],
         client: redis.Redis,
         deliver: Callable[[int, str, bytes], None],
+        deliver_tweets: Callable[[list[tuple[int, int]]], None],
     ) -> None:
         super().__init__(loop, on_error)
         self._client = client
         self._deliver = deliver
+        self._deliver_tweets = deliver_tweets
 
     def _run(self) -> None:
         pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        tweets_channel = keys.LIVE_TWEETS_CHANNEL.encode()
         try:
             pubsub.psubscribe(keys.LIVE_CHANNEL_PATTERN)
+            pubsub.subscribe(keys.LIVE_TWEETS_CHANNEL)
             self.ready.set()
             while not self._stop.is_set():
                 message = pubsub.get_message(timeout=1.0)
                 if message is None:
+                    continue
+                if message["channel"] == tweets_channel:
+                    tweets = self._new_tweets(message["data"])
+                    if tweets:
+                        self._hand_over(self._deliver_tweets, tweets)
                     continue
                 user_id = keys.user_of_live_channel(message["channel"])
                 if user_id is None:
@@ -164,6 +180,14 @@ class LiveFeed(Feed):
         finally:
             self.ready.clear()
             pubsub.close()
+
+    def _new_tweets(self, data: bytes) -> list[tuple[int, int]] | None:
+        try:
+            return decode_new_tweets(data).tweets
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            log.warning("live feed: skipped a malformed new-tweets message: %s", error)
+            self._on_error(self.name)
+            return None
 
     def _frame(self, data: bytes) -> tuple[str, bytes] | None:
         """(kind, SSE frame) of a published update."""

@@ -52,6 +52,16 @@ class GatewayMetrics:
             ("kind",),
             registry=self.registry,
         )
+        self.follow_entries = Gauge(
+            "starling_gateway_follow_entries",
+            "followed accounts held for connected users (routing index for new tweets)",
+            registry=self.registry,
+        )
+        self.follows_truncated = Counter(
+            "starling_gateway_follows_truncated",
+            "follow loads cut short because the pod's follow entries budget was reached",
+            registry=self.registry,
+        )
         self.feed_errors = Counter(
             "starling_gateway_feed_errors",
             "failures and skipped records of the live feeds",

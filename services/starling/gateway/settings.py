@@ -39,3 +39,15 @@ class GatewaySettings(BaseSettings):
     # reconnects and re-reads) rather than let the pod buffer without bound.
     stream_queue_size: int = Field(default=256, ge=1, le=100_000)
     max_streams: int = Field(default=10_000, ge=1, le=1_000_000)
+    # New tweets of followed accounts are pushed by following, per connected user, whom
+    # they follow (minus blocked and muted), reloaded this often while connected: a
+    # follow, unfollow, block or mute takes effect on the stream within this interval.
+    follow_refresh_s: float = Field(default=60.0, gt=0, le=3600)
+    # At most this many followed accounts are kept per connected user (a user following
+    # more gets live tweets from an arbitrary subset of that size; their timeline is
+    # complete).
+    max_following: int = Field(default=2000, ge=1, le=100_000)
+    # At most this many (followed account, connected user) entries per pod, ~144 B each
+    # (~70 MB at the default, within the chart's 256 Mi limit); a user whose follows do
+    # not fit gets live tweets from only those that do.
+    max_follow_entries: int = Field(default=500_000, ge=1, le=100_000_000)

@@ -3,9 +3,11 @@ mention and reply notification candidates.
 
 Per batch: enrich every tweet (a tweet that cannot be cleaned goes to the DLQ), read the
 authors' followers and resolve mentioned handles in one store round trip, write the
-fan-out and tweet bodies in a second (pipelined, idempotent), then hand the enriched
-tweets and notification candidates to the runtime to publish. Derived events have ids
-derived from the source event, so a redelivered tweet republishes identical events.
+fan-out and tweet bodies in a second (pipelined, idempotent), announce the batch's new
+tweets on the store's `live:tweets` channel (one message, for the gateways' live
+timelines), then hand the enriched tweets and notification candidates to the runtime to
+publish. Derived events have ids derived from the source event, so a redelivered tweet
+republishes identical events.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from starling.services.text import (
 )
 from starling.store import keys
 from starling.store.graph import followers_of
+from starling.store.live import publish_new_tweets
 from starling.store.timelines import DEFAULT_CAP, TimelineStore
 from starling.topics import NOTIFICATIONS, TWEETS, TWEETS_ENRICHED
 
@@ -178,6 +181,12 @@ class IngestionHandler(BaseHandler):
             fan_out(write, tweet.tweet_id, [tweet.author_id, *followers[tweet.author_id]])
             write.set(keys.tweet(tweet.tweet_id), encode(tweet), ex=ttl)
         write.execute()
+        # Only after the fan-out is durable (a client told "new tweets" must find them),
+        # and once per batch on one channel: a PUBLISH per follower would double the
+        # store's work on the hot path; gateways route by who their clients follow.
+        live = self.client.pipeline(transaction=False)
+        publish_new_tweets(live, [(tweet.tweet_id, tweet.author_id) for tweet in tweets])
+        live.execute()
         return mentioned_ids
 
     def close(self) -> None:

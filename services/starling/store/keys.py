@@ -30,6 +30,8 @@ Pub/sub channels (not keys: nothing is stored, a message reaches whoever listens
 | --- | --- | --- |
 | `live:user:{user}` | timelines, notifier, after the durable write | `{"kind": "timeline", ...}` |
 |  |  | or `{"kind": "notification", ...}` |
+| `live:tweets` | ingestion, after the fan-out write, once per batch | `{"kind": "tweets", ...}` |
+|  |  | `"tweets": [[tweet, author], ...]` |
 """
 
 from __future__ import annotations
@@ -113,6 +115,12 @@ def receipt(notification_id: str) -> str:
 # out in-process, so a connected client costs no store connection of its own.
 LIVE_CHANNEL_PREFIX = "live:user:"
 LIVE_CHANNEL_PATTERN = LIVE_CHANNEL_PREFIX + "*"
+
+
+# New tweets fanned out by ingestion: one message per batch on one channel, not one per
+# follower (fan-out is the hot path). Gateways route them to the followers they serve.
+# Not matched by LIVE_CHANNEL_PATTERN, so a pod subscribes to both on one connection.
+LIVE_TWEETS_CHANNEL = "live:tweets"
 
 
 def live_channel(user_id: int) -> str:

@@ -31,8 +31,21 @@ class NotificationUpdate(msgspec.Struct, frozen=True, tag="notification", tag_fi
 
 LiveUpdate = TimelineUpdate | NotificationUpdate
 
+
+class NewTweets(msgspec.Struct, frozen=True, tag="tweets", tag_field="kind"):
+    """Tweets ingestion just fanned out, as (tweet id, author id): one message per batch
+    for every follower of every author, on `keys.LIVE_TWEETS_CHANNEL`. Gateways know
+    which of their connected users follow whom and turn it into `TimelineUpdate`s."""
+
+    tweets: list[tuple[int, int]]
+
+
+# Bounds one message (~35 B a tweet) whatever the batch size the runtime hands over.
+MAX_TWEETS_PER_MESSAGE = 1000
+
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[LiveUpdate] = msgspec.json.Decoder(LiveUpdate)
+_new_tweets_decoder: msgspec.json.Decoder[NewTweets] = msgspec.json.Decoder(NewTweets)
 
 
 def encode_update(update: LiveUpdate) -> bytes:
@@ -42,6 +55,19 @@ def encode_update(update: LiveUpdate) -> bytes:
 def decode_update(payload: bytes) -> LiveUpdate:
     """Raises msgspec.DecodeError/ValidationError for a message that is not an update."""
     return _decoder.decode(payload)
+
+
+def decode_new_tweets(payload: bytes) -> NewTweets:
+    """Raises msgspec.DecodeError/ValidationError for a message that is not `NewTweets`."""
+    return _new_tweets_decoder.decode(payload)
+
+
+def publish_new_tweets(pipe: Any, tweets: Sequence[tuple[int, int]]) -> None:
+    """Queue announcing fanned-out (tweet id, author id) pairs: one PUBLISH per
+    `MAX_TWEETS_PER_MESSAGE`, never one per follower."""
+    for start in range(0, len(tweets), MAX_TWEETS_PER_MESSAGE):
+        chunk = list(tweets[start : start + MAX_TWEETS_PER_MESSAGE])
+        pipe.publish(keys.LIVE_TWEETS_CHANNEL, _encoder.encode(NewTweets(chunk)))
 
 
 def publish_timeline(pipe: Any, user_id: int, tweet_ids: Sequence[int]) -> None:

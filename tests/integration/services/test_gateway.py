@@ -21,6 +21,7 @@ import pytest
 
 from starling.events import (
     EventBase,
+    InteractionAction,
     Notification,
     NotificationKind,
     Platform,
@@ -35,13 +36,16 @@ from starling.events import (
     encode,
     new_event,
 )
+from starling.gateway.follows import FollowingLoader
 from starling.gateway.server import GatewayServer, build_server
 from starling.gateway.settings import GatewaySettings
 from starling.harness._process import free_ports
 from starling.runtime.metrics import MetricsServer
+from starling.services.ingestion import IngestionHandler, IngestionSettings
 from starling.services.notifier import NotifierHandler, NotifierSettings
 from starling.services.timelines import TimelinesHandler, TimelinesSettings
 from starling.store import keys
+from starling.store.graph import apply_interaction, load_graph
 from starling.store.trends import TrendEntry, TrendStore
 from starling.topics import NOTIFICATIONS, RECOMMENDATIONS, TRENDS, TWEETS
 from tests.integration.services.helpers import (
@@ -406,3 +410,106 @@ def test_starling_run_gateway_process(deployment: Deployment) -> None:
             process.wait()
         output = process.stdout.read().decode() if process.stdout else ""
         print(output[-3000:])
+
+
+def test_stream_pushes_followed_accounts_tweets_fanned_out_by_ingestion(
+    deployment: Deployment, kafka: KafkaCluster, redis_client: redis.Redis
+) -> None:
+    """A tweet through the real ingestion service reaches, live, the streams of the
+    author's connected followers (and the author), not a follower who muted the author
+    nor a non-follower; a follow made while connected takes effect within the refresh."""
+    from confluent_kafka import Producer
+
+    alice, bob, carol, xavier, yves = 10, 20, 25, 30, 40
+    # Alice and Bob follow Xavier, but Bob muted him; Carol follows nobody.
+    load_graph(redis_client, {xavier: [alice, bob]})
+    redis_client.sadd(keys.muted(bob), xavier)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    produced_at: dict[int, float] = {}
+
+    def tweet(author: int, tweet_id: int) -> None:
+        event = new_event(
+            TweetCreated, tweet_id=tweet_id, author_id=author, text="news", platform=Platform.WEB
+        )
+        producer.produce(deployment.topic(TWEETS), encode(event), event.partition_key())
+        assert producer.flush(10) == 0
+        produced_at[tweet_id] = time.monotonic()
+
+    settings = deployment.settings("ingestion")
+    ingestion = ThreadedRuntime(
+        settings, IngestionHandler(settings, settings=IngestionSettings()), serve_metrics=False
+    ).start()
+    try:
+        with start_gateway(deployment, heartbeat_s=1.0, follow_refresh_s=0.5) as running:
+            gateway = running.gateway
+            assert gateway.live_feed is not None and gateway.live_feed.ready.wait(20)
+            streams = {user: Stream(running.url, user).start() for user in (alice, bob, carol)}
+            streams[xavier] = Stream(running.url, xavier).start()
+            wait_for(lambda: gateway.follows.following(alice) == {xavier}, 10, "alice's follows")
+            wait_for(lambda: gateway.follows.connected(bob), 10, "bob's stream")
+            # Muted accounts are left out when loading: Bob's followed set is empty.
+            assert gateway.follows.following(bob) == frozenset()
+
+            tweet(xavier, 7001)
+            wait_for(lambda: bool(streams[alice].of("timeline")), 60, "alice's live tweet")
+            latency = time.monotonic() - produced_at[7001]
+            assert streams[alice].of("timeline") == [{"kind": "timeline", "tweet_ids": [7001]}]
+            wait_for(lambda: bool(streams[xavier].of("timeline")), 10, "the author's own")
+            assert streams[xavier].of("timeline") == [{"kind": "timeline", "tweet_ids": [7001]}]
+            # The live event announces what the store holds.
+            assert redis_client.zscore(keys.timeline(alice), 7001) is not None
+            # Ingestion's fan-out does not filter mutes: the tweet is in Bob's timeline,
+            # only the live push leaves it out.
+            assert redis_client.zscore(keys.timeline(bob), 7001) is not None
+            time.sleep(1.5)  # a heartbeat interval: anything misrouted would have arrived
+            assert streams[bob].of("timeline") == [] and streams[carol].of("timeline") == []
+
+            # Alice follows Yves while connected (as the notifier records a follow).
+            took = follow_while_connected(running, redis_client, alice, yves)
+            tweet(yves, 7002)
+            wait_for(lambda: len(streams[alice].of("timeline")) == 2, 30, "yves's tweet")
+            assert streams[alice].of("timeline")[1] == {"kind": "timeline", "tweet_ids": [7002]}
+            assert streams[bob].of("timeline") == [] and streams[carol].of("timeline") == []
+            metrics = httpx.get(running.metrics_url + "/metrics").text
+            assert 'starling_gateway_updates_pushed_total{kind="timeline"} 3.0' in metrics
+            assert "starling_gateway_follow_entries 2.0" in metrics
+        for stream in streams.values():
+            assert stream.closed.wait(10)
+        # Every stream closed: nothing is left in the routing index, no refresh runs.
+        assert gateway.follows.entries == 0 and not gateway._follow_tasks
+        print(
+            f"tweet -> ingestion -> follower's SSE stream in {latency * 1000:.0f} ms"
+            f" (first tweet, includes the consumer group join); follow seen in {took:.2f} s"
+        )
+    finally:
+        ingestion.stop()
+    assert ingestion.error is None
+
+
+def follow_while_connected(
+    running: RunningGateway, redis_client: redis.Redis, follower: int, followee: int
+) -> float:
+    """Seconds until the gateway's index has a follow made now (refresh is 0.5 s)."""
+    pipe = redis_client.pipeline(transaction=False)
+    apply_interaction(pipe, InteractionAction.FOLLOW, follower, followee)
+    pipe.execute()
+    followed_at = time.monotonic()
+    follows = running.gateway.follows
+    wait_for(lambda: followee in follows.following(follower), 5, "the follow refresh")
+    took = time.monotonic() - followed_at
+    assert took < 0.5 + 1.0, f"the follow took {took:.2f} s with a 0.5 s refresh"
+    return took
+
+
+def test_following_loader_is_bounded_and_leaves_out_blocked_and_muted(
+    redis_client: redis.Redis,
+) -> None:
+    user = 1
+    redis_client.sadd(keys.following(user), *range(100, 110))
+    redis_client.sadd(keys.blocked(user), 101, 999)
+    redis_client.sadd(keys.muted(user), 102)
+    assert sorted(FollowingLoader(redis_client, 50)(user)) == [100, *range(103, 110)]
+    capped = FollowingLoader(redis_client, 4)(user)
+    assert len(capped) <= 4 and len(set(capped)) == len(capped)
+    assert set(capped) <= set(range(100, 110)) - {101, 102}
+    assert FollowingLoader(redis_client, 50)(2) == []
