@@ -2,7 +2,8 @@
 
 * `POST /v1/events`: 202 `{event_id, type, topic, partition, offset}` once acknowledged;
 * `GET /v1/users/{id}/timeline?limit=&before=`: newest first, with the enriched tweet
-  where the store still has it;
+  where the store still has it, without tweets hidden by blocks and mutes
+  (`starling.gateway.timeline`);
 * `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
 * `GET /v1/trends`: the trends of the latest closed window;
 * `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events.
@@ -47,13 +48,13 @@ from starling.gateway.hub import Hub, HubFullError, Subscription, sse_frame
 from starling.gateway.metrics import GatewayMetrics
 from starling.gateway.producer import AckingProducer, NotAcknowledgedError
 from starling.gateway.settings import GatewaySettings
+from starling.gateway.timeline import VisibleTimeline
 from starling.runtime.config import RuntimeSettings
 from starling.runtime.metrics import HealthState
 from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
 from starling.store.live import TimelineUpdate, encode_update
-from starling.store.timelines import TimelineStore
 from starling.topics import CATALOG, TRENDS, TWEETS
 
 log = logging.getLogger("starling.gateway")
@@ -169,7 +170,7 @@ class Gateway:
             settings.max_streams,
             on_drop=self.metrics.streams_dropped.inc,
         )
-        self.timelines = TimelineStore(self.store)
+        self.timeline = VisibleTimeline(self.store, settings.timeline_scan_factor)
         self.follows = FollowIndex(
             settings.max_follow_entries, on_truncate=self.metrics.follows_truncated.inc
         )
@@ -421,22 +422,15 @@ class Gateway:
         before_text = request.query_params.get("before")
         before = parse_id(before_text, "query.before") if before_text is not None else None
 
-        def read() -> list[dict[str, Any]]:
-            tweet_ids = self.timelines.timeline(user_id, limit, before)
-            bodies: list[Any] = (
-                self.store.mget([keys.tweet(tweet_id) for tweet_id in tweet_ids])
-                if tweet_ids
-                else []
-            )
-            # Tweet bodies expire before timelines do: an id without one is still served.
-            return [
-                {"tweet_id": tweet_id, "tweet": msgspec.Raw(body) if body is not None else None}
-                for tweet_id, body in zip(tweet_ids, bodies, strict=True)
-            ]
-
-        entries = await self._read_store(read)
-        next_before = entries[-1]["tweet_id"] if len(entries) == limit else None
-        return json_response({"user_id": user_id, "tweets": entries, "next_before": next_before})
+        page = await self._read_store(lambda: self.timeline(user_id, limit, before))
+        # Tweet bodies expire before timelines do: an id without one is still served.
+        entries = [
+            {"tweet_id": tweet_id, "tweet": msgspec.Raw(body) if body is not None else None}
+            for tweet_id, body in page.tweets
+        ]
+        return json_response(
+            {"user_id": user_id, "tweets": entries, "next_before": page.next_before}
+        )
 
     async def get_notifications(self, request: Request) -> Response:
         user_id = parse_id(request.path_params["user_id"], "path.user_id")

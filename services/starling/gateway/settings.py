@@ -33,6 +33,9 @@ class GatewaySettings(BaseSettings):
     ack_timeout_s: float = Field(default=5.0, gt=0, le=60)
     default_limit: int = Field(default=50, ge=1, le=1000)
     max_limit: int = Field(default=200, ge=1, le=1000)
+    # A timeline page scans at most `limit` times this many entries for `limit` tweets
+    # not hidden by blocks or mutes; past that it answers fewer, with a cursor to go on.
+    timeline_scan_factor: int = Field(default=3, ge=1, le=20)
     # SSE: a comment line this often keeps proxies from closing an idle stream.
     heartbeat_s: float = Field(default=15.0, gt=0, le=300)
     # Updates waiting for one client; a client this far behind is disconnected (it

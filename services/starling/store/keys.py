@@ -55,8 +55,13 @@ def timeline_of_member(member: bytes | int) -> bytes:
     return TIMELINE_PREFIX + (member if isinstance(member, bytes) else str(member).encode())
 
 
+# Prefixes of the keys store scripts build from ids they read (see `starling.gateway.timeline`).
+TWEET_PREFIX = "tw:"
+BLOCKED_PREFIX = "g:blocked:"
+
+
 def tweet(tweet_id: int) -> str:
-    return f"tw:{tweet_id}"
+    return f"{TWEET_PREFIX}{tweet_id}"
 
 
 def followers(user_id: int) -> str:
@@ -68,7 +73,7 @@ def following(user_id: int) -> str:
 
 
 def blocked(user_id: int) -> str:
-    return f"g:blocked:{user_id}"
+    return f"{BLOCKED_PREFIX}{user_id}"
 
 
 def muted(user_id: int) -> str:

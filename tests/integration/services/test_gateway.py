@@ -4,14 +4,17 @@ real trends topic and by the real timelines and notifier services."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -36,10 +39,12 @@ from starling.events import (
     encode,
     new_event,
 )
+from starling.gateway.app import Gateway
 from starling.gateway.follows import FollowingLoader
 from starling.gateway.server import GatewayServer, build_server
 from starling.gateway.settings import GatewaySettings
 from starling.harness._process import free_ports
+from starling.runtime.config import RuntimeSettings
 from starling.runtime.metrics import MetricsServer
 from starling.services.ingestion import IngestionHandler, IngestionSettings
 from starling.services.notifier import NotifierHandler, NotifierSettings
@@ -513,3 +518,194 @@ def test_following_loader_is_bounded_and_leaves_out_blocked_and_muted(
     assert len(capped) <= 4 and len(set(capped)) == len(capped)
     assert set(capped) <= set(range(100, 110)) - {101, 102}
     assert FollowingLoader(redis_client, 50)(2) == []
+
+
+# ---------------------------------------------------------------- timeline visibility
+
+READER, MUTED, BLOCKED, SHOWN, BLOCKER = 1, 100, 200, 300, 400
+
+
+@pytest.fixture
+def timeline_http(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> Iterator[Callable[..., dict[str, Any]]]:
+    """GET a user's timeline from a gateway app on the real Redis (no lifespan, so no
+    Kafka: the read route only talks to the store), as the user themselves."""
+    runtime = RuntimeSettings(
+        starling_service="gateway",
+        kafka_bootstrap_servers="127.0.0.1:1",
+        store_host=redis_server.host,
+        store_port=redis_server.port,
+    )
+    gateway = Gateway(
+        runtime, GatewaySettings(timeline_scan_factor=3), producer_overrides={"log_level": 0}
+    )
+
+    def get(user: int, **query: int) -> dict[str, Any]:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=gateway.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                return await http.get(
+                    f"/v1/users/{user}/timeline", params=query, headers={USER: str(user)}
+                )
+
+        response = asyncio.run(send())
+        assert response.status_code == 200, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    yield get
+    gateway.store.close()
+
+
+def store_tweets(
+    redis_client: redis.Redis, reader: int, authored: dict[int, int], bodies: bool = True
+) -> None:
+    """Put tweet id -> author in the reader's timeline, with enriched bodies."""
+    pipe = redis_client.pipeline(transaction=False)
+    for tweet_id, author in authored.items():
+        pipe.zadd(keys.timeline(reader), {str(tweet_id): tweet_id})
+        if bodies:
+            enriched = new_event(
+                TweetEnriched,
+                tweet_id=tweet_id,
+                author_id=author,
+                text=f'say "author_id": {BLOCKED}',  # the author is read from the field
+                hashtags=[],
+                mentions=[],
+                lang="en",
+                sentiment=0.0,
+                source_event_id=uuid.uuid4(),
+            )
+            pipe.set(keys.tweet(tweet_id), encode(enriched))
+    pipe.execute()
+
+
+def ids_of(page: dict[str, Any]) -> list[int]:
+    return [entry["tweet_id"] for entry in page["tweets"]]
+
+
+def read_all(get: Callable[..., dict[str, Any]], user: int, limit: int) -> list[dict[str, Any]]:
+    """Every page from the newest to the end, following next_before."""
+    pages = [get(user, limit=limit)]
+    while pages[-1]["next_before"] is not None:
+        assert len(pages) < 1000, "paging does not end"
+        pages.append(get(user, limit=limit, before=pages[-1]["next_before"]))
+    return pages
+
+
+def test_timeline_hides_blocked_muted_and_blocking_authors_at_read_time(
+    redis_client: redis.Redis, timeline_http: Callable[..., dict[str, Any]]
+) -> None:
+    # Oldest first: one tweet each by every kind of author, and the reader's own.
+    store_tweets(
+        redis_client,
+        READER,
+        {11: MUTED, 12: BLOCKED, 13: SHOWN, 14: BLOCKER, 15: READER, 16: MUTED, 17: SHOWN},
+    )
+    redis_client.sadd(keys.muted(READER), MUTED)
+    redis_client.sadd(keys.blocked(READER), BLOCKED, 999)
+    # The blocker blocked the reader: their tweets stay out of the reader's timeline.
+    redis_client.sadd(keys.blocked(BLOCKER), READER)
+    # Shown blocked someone else: that changes nothing for the reader.
+    redis_client.sadd(keys.blocked(SHOWN), 3)
+
+    page = timeline_http(READER)
+    assert ids_of(page) == [17, 15, 13]
+    assert [entry["tweet"]["author_id"] for entry in page["tweets"]] == [SHOWN, READER, SHOWN]
+    assert page["next_before"] is None
+
+    # A read-time filter: unmuting shows the muted account's tweets again, nothing was lost.
+    redis_client.srem(keys.muted(READER), MUTED)
+    assert ids_of(timeline_http(READER)) == [17, 16, 15, 13, 11]
+    redis_client.srem(keys.blocked(BLOCKER), READER)
+    assert ids_of(timeline_http(READER)) == [17, 16, 15, 14, 13, 11]
+    # Another reader of the same tweets is not affected by the first one's blocks, but
+    # is by Shown's block of them.
+    store_tweets(redis_client, 3, {12: BLOCKED, 13: SHOWN}, bodies=False)
+    assert ids_of(timeline_http(3)) == [12]
+
+
+def test_tweets_whose_body_expired_are_kept_without_a_body(
+    redis_client: redis.Redis, timeline_http: Callable[..., dict[str, Any]]
+) -> None:
+    store_tweets(redis_client, READER, {21: MUTED, 22: SHOWN, 23: MUTED})
+    redis_client.sadd(keys.muted(READER), MUTED)
+    redis_client.delete(keys.tweet(23), keys.tweet(22))
+    # 23's author is unknown once its body is gone: it is served, as `null`, like 22.
+    page = timeline_http(READER)
+    assert page["tweets"] == [{"tweet_id": 23, "tweet": None}, {"tweet_id": 22, "tweet": None}]
+
+
+def test_paging_fills_pages_past_hidden_tweets_and_never_skips_or_repeats(
+    redis_client: redis.Redis, timeline_http: Callable[..., dict[str, Any]]
+) -> None:
+    # 2 of every 3 tweets hidden: a page of 5 needs 15 scanned, exactly the 3x budget.
+    authored = {100 + i: (SHOWN if i % 3 == 0 else MUTED) for i in range(60)}
+    store_tweets(redis_client, READER, authored)
+    redis_client.sadd(keys.muted(READER), MUTED)
+    visible = sorted((t for t, a in authored.items() if a == SHOWN), reverse=True)
+
+    first = timeline_http(READER, limit=5)
+    assert ids_of(first) == visible[:5]
+    pages = read_all(timeline_http, READER, limit=5)
+    assert [len(ids_of(page)) for page in pages] == [5, 5, 5, 5]
+    assert [t for page in pages for t in ids_of(page)] == visible
+
+    # Sparser: 1 of 20 visible, so a 3x budget (12 entries) cannot fill a page of 4, and
+    # some pages hold none. They come back short (or empty) with a cursor, and following
+    # it still yields every visible tweet once.
+    redis_client.flushdb()
+    authored = {1000 + i: (SHOWN if i % 20 == 0 else BLOCKED) for i in range(100)}
+    store_tweets(redis_client, READER, authored)
+    redis_client.sadd(keys.blocked(READER), BLOCKED)
+    visible = sorted((t for t, a in authored.items() if a == SHOWN), reverse=True)
+    pages = read_all(timeline_http, READER, limit=4)
+    assert [t for page in pages for t in ids_of(page)] == visible
+    assert all(len(ids_of(page)) <= 4 for page in pages)
+    assert any(not page["tweets"] and page["next_before"] is not None for page in pages)
+    # Each request scanned at most 3 x 4 entries: 100 entries take at least 9 requests.
+    assert len(pages) >= 9
+
+
+def test_paging_matches_a_reference_filter_over_random_timelines(
+    redis_client: redis.Redis, timeline_http: Callable[..., dict[str, Any]]
+) -> None:
+    rng = random.Random(20261127)
+    for round_ in range(5):
+        redis_client.flushdb()
+        authors = list(range(500, 520))
+        muted = set(rng.sample(authors, 5))
+        blocked = set(rng.sample(authors, 5))
+        blockers = set(rng.sample(authors, 3))
+        authored = {tweet_id: rng.choice(authors) for tweet_id in rng.sample(range(1, 10_000), 150)}
+        expired = set(rng.sample(sorted(authored), 10))
+        store_tweets(redis_client, READER, authored)
+        redis_client.delete(*(keys.tweet(t) for t in expired))
+        redis_client.sadd(keys.muted(READER), *muted)
+        redis_client.sadd(keys.blocked(READER), *blocked)
+        for blocker in blockers:
+            redis_client.sadd(keys.blocked(blocker), READER)
+        hidden = muted | blocked | blockers
+        expected = sorted(
+            (t for t, a in authored.items() if t in expired or a not in hidden), reverse=True
+        )
+        limit = rng.randint(1, 12)
+        pages = read_all(timeline_http, READER, limit=limit)
+        assert [t for page in pages for t in ids_of(page)] == expected, (round_, limit)
+        assert all(len(ids_of(page)) <= limit for page in pages)
+
+
+def test_paging_is_exact_for_ids_that_tie_as_scores(
+    redis_client: redis.Redis, timeline_http: Callable[..., dict[str, Any]]
+) -> None:
+    # Past 2^53 neighbouring ids are the same double: the score alone cannot page them.
+    base = 2**60
+    authored = {base + i: (SHOWN if i % 2 else MUTED) for i in range(1, 21)}
+    assert len({float(t) for t in authored}) < len(authored)
+    store_tweets(redis_client, READER, authored)
+    redis_client.sadd(keys.muted(READER), MUTED)
+    visible = sorted((t for t, a in authored.items() if a == SHOWN), reverse=True)
+    pages = read_all(timeline_http, READER, limit=3)
+    assert [t for page in pages for t in ids_of(page)] == visible
+    assert [len(ids_of(page)) for page in pages] == [3, 3, 3, 1]

@@ -190,3 +190,21 @@ def test_hub_routes_per_user_and_drops_slow_clients() -> None:
 def test_sse_frame_format() -> None:
     frame = sse_frame("trend", b'{"a":1}', str(uuid.UUID(int=1)))
     assert frame == (b'event: trend\nid: 00000000-0000-0000-0000-000000000001\ndata: {"a":1}\n\n')
+
+
+def test_timeline_read_answers_503_when_the_store_is_down(client: Client) -> None:
+    # The fixture's store address has nothing listening: the page script cannot run.
+    response = client.get(
+        "/v1/users/7/timeline?limit=5&before=99", headers={"X-Starling-User": "7"}
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "store_unavailable"
+
+
+def test_timeline_scan_factor_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert GatewaySettings().timeline_scan_factor == 3
+    monkeypatch.setenv("STARLING_GATEWAY_TIMELINE_SCAN_FACTOR", "5")
+    assert GatewaySettings().timeline_scan_factor == 5
+    monkeypatch.setenv("STARLING_GATEWAY_TIMELINE_SCAN_FACTOR", "0")
+    with pytest.raises(ValueError, match="timeline_scan_factor"):
+        GatewaySettings()
