@@ -506,17 +506,19 @@ def follow_while_connected(
     return took
 
 
-def test_following_loader_is_bounded_and_leaves_out_blocked_and_muted(
+def test_following_loader_is_bounded_and_leaves_out_blocked_muted_and_blockers(
     redis_client: redis.Redis,
 ) -> None:
     user = 1
     redis_client.sadd(keys.following(user), *range(100, 110))
     redis_client.sadd(keys.blocked(user), 101, 999)
     redis_client.sadd(keys.muted(user), 102)
-    assert sorted(FollowingLoader(redis_client, 50)(user)) == [100, *range(103, 110)]
+    # 103 blocked the user: their tweets are hidden from the user, live as on the route.
+    redis_client.sadd(keys.blocked(103), user)
+    assert sorted(FollowingLoader(redis_client, 50)(user)) == [100, *range(104, 110)]
     capped = FollowingLoader(redis_client, 4)(user)
     assert len(capped) <= 4 and len(set(capped)) == len(capped)
-    assert set(capped) <= set(range(100, 110)) - {101, 102}
+    assert set(capped) <= set(range(100, 110)) - {101, 102, 103}
     assert FollowingLoader(redis_client, 50)(2) == []
 
 
