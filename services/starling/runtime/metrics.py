@@ -32,7 +32,8 @@ class RuntimeMetrics:
         )
         self.processed = Counter(
             "starling_messages_processed",
-            "messages whose effects are durable and offsets committed",
+            "messages whose effects are durable and outputs acknowledged; their offsets are"
+            " then committed (asynchronously; failures in starling_commit_failures_total)",
             labels,
             registry=self.registry,
         )
@@ -56,7 +57,8 @@ class RuntimeMetrics:
         )
         self.commit_failures = Counter(
             "starling_commit_failures",
-            "offset commits that failed (kept and retried with the next commit)",
+            "offset commits that failed, synchronous or asynchronous (the offsets stay due"
+            " and go with the next commit)",
             ("service",),
             registry=self.registry,
         )
@@ -80,7 +82,7 @@ class RuntimeMetrics:
         )
         self.batch_seconds = Histogram(
             "starling_batch_duration_seconds",
-            "time from a batch's arrival to its commit",
+            "time from a batch's arrival to its offsets' commit being sent",
             ("service",),
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
