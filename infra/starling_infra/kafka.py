@@ -136,10 +136,23 @@ def tls_listener() -> dict[str, Any]:
         # Without peers, Strimzi's generated NetworkPolicy admits every pod in the cluster.
         "networkPolicyPeers": [
             {"podSelector": {"matchLabels": CLIENT_POD_LABELS}},
+            # Only Airflow's pods that run tasks or triggers (scheduler, workers, triggerer):
+            # both selectors in one peer, so a pod must be in Airflow's namespace *and* be
+            # one of those; the api-server, dag-processor and Airflow's database cannot.
             {
                 "namespaceSelector": {
                     "matchLabels": {"kubernetes.io/metadata.name": meta.AIRFLOW_NAMESPACE}
-                }
+                },
+                "podSelector": {
+                    "matchLabels": dict(meta.AIRFLOW_POD_LABELS),
+                    "matchExpressions": [
+                        {
+                            "key": "component",
+                            "operator": "In",
+                            "values": list(meta.AIRFLOW_TASK_COMPONENTS),
+                        }
+                    ],
+                },
             },
         ],
     }

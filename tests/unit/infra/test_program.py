@@ -187,11 +187,32 @@ def test_kafka_listens_only_with_tls_and_scram(stack_run: ProgramRun) -> None:
     assert listener["port"] == 9093
     assert listener["tls"] is True
     assert listener["authentication"] == {"type": "scram-sha-512"}
-    assert listener["networkPolicyPeers"] == [
-        {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "starling"}}},
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "starling-airflow"}}},
-    ]
+    assert listener["networkPolicyPeers"][0] == {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "starling"}}
+    }
     assert spec["authorization"] == {"type": "simple", "superUsers": []}
+
+
+def test_kafka_listener_admits_our_pods_and_airflows_task_pods_only(
+    stack_run: ProgramRun,
+) -> None:
+    (listener,) = _kafka(stack_run)["spec"]["kafka"]["listeners"]
+    # Strimzi turns the peers into the ingress rule of a NetworkPolicy in Kafka's namespace.
+    policy = {
+        "metadata": {"namespace": "starling"},
+        "spec": {"ingress": [{"from": listener["networkPolicyPeers"]}]},
+    }
+    service = {"app.kubernetes.io/part-of": "starling", "app.kubernetes.io/name": "gateway"}
+    assert _admitted(policy, "starling", service)
+    assert not _admitted(policy, "default", service)
+    for component in ("scheduler", "worker", "triggerer"):
+        pod = _airflow_chart_pod(component, stack_run)
+        assert _admitted(policy, "starling-airflow", pod), component
+        assert not _admitted(policy, "default", pod), component
+    for component in ("api-server", "dag-processor", "run-airflow-migrations", "create-user-job"):
+        assert not _admitted(policy, "starling-airflow", _airflow_chart_pod(component, stack_run))
+    database = stack_run.named("airflow-db-statefulset").inputs["spec"]["template"]
+    assert not _admitted(policy, "starling-airflow", database["metadata"]["labels"])
 
 
 def test_kafka_metrics_come_from_our_config_map(stack_run: ProgramRun) -> None:
