@@ -15,7 +15,8 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from types import TracebackType
+from typing import Generic, Protocol, Self, TypeVar
 
 _log = logging.getLogger(__name__)
 
@@ -178,6 +179,25 @@ def tail(path: Path, lines: int = 40) -> str:
 
 class Stoppable(Protocol):
     def stop(self) -> None: ...
+
+
+class StopsOnExit:
+    """`with Server.start(...) as server:` stops the server when the block ends, however
+    it ends. Subclasses define `stop()`."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 S = TypeVar("S", bound=Stoppable)

@@ -32,8 +32,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 from starling.harness import _process
 
@@ -111,7 +110,7 @@ def connections_env(bootstrap: str, store_url: str) -> dict[str, str]:
 _live_stacks: _process.StopAtExit[AirflowStack] = _process.StopAtExit()
 
 
-class AirflowStack:
+class AirflowStack(_process.StopsOnExit):
     """The four Airflow 3 components in a private AIRFLOW_HOME (deleted by `stop()`)."""
 
     host = "127.0.0.1"
@@ -125,8 +124,8 @@ class AirflowStack:
         unknown = set(self.components) - set(COMPONENTS)
         if unknown:
             raise AirflowHarnessError(f"unknown components {sorted(unknown)}; known: {COMPONENTS}")
-        self.api_port, worker_log_port, trigger_log_port = _process.free_ports(3)
-        self.environment = self._environment(env, worker_log_port, trigger_log_port)
+        (self.api_port,) = _process.free_ports(1)
+        self.environment = self._environment(env)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stopped = False
 
@@ -177,9 +176,7 @@ class AirflowStack:
     def log_file(self, component: str) -> Path:
         return self.home / "components" / f"{component}.log"
 
-    def _environment(
-        self, extra: Mapping[str, str], worker_log_port: int, trigger_log_port: int
-    ) -> dict[str, str]:
+    def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         # Inherited AIRFLOW__* settings (a developer's, or a test session's) would point
         # the components at another database; only ours apply.
         base = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW__")}
@@ -200,8 +197,6 @@ class AirflowStack:
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
             "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
             # Local and fast: parse new files within seconds, heartbeat every second.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
@@ -270,17 +265,6 @@ class AirflowStack:
             shutil.rmtree(self.home, ignore_errors=True)
             _process.reaper.forget_directory(self.home)
             _live_stacks.discard(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---- observation -----------------------------------------------------------------
 

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 import httpx
@@ -180,7 +179,7 @@ class KubeApi:
 _live_planes: _process.StopAtExit[ControlPlane] = _process.StopAtExit()
 
 
-class ControlPlane:
+class ControlPlane(_process.StopsOnExit):
     """etcd + kube-apiserver (+ kube-controller-manager) on 127.0.0.1, admin by token."""
 
     host = "127.0.0.1"
@@ -249,17 +248,6 @@ class ControlPlane:
             shutil.rmtree(self.directory, ignore_errors=True)
             _process.reaper.forget_directory(self.directory)
             _live_planes.discard(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- what clients need --------------------------------------------------------------
 

@@ -26,8 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal
 
 from starling.harness import _process
 from starling.harness.class_data import ClassDataArchives, archives_for
@@ -243,7 +242,7 @@ def _java_executable() -> str:
 _live_clusters: _process.StopAtExit[KafkaCluster] = _process.StopAtExit()
 
 
-class KafkaCluster:
+class KafkaCluster(_process.StopsOnExit):
     """A running set of KRaft nodes in a private temporary directory.
 
     Create it with `KafkaCluster.start(...)`; `stop()` (or leaving a `with` block) ends
@@ -387,17 +386,6 @@ class KafkaCluster:
             shutil.rmtree(self.directory, ignore_errors=True)
             _process.reaper.forget_directory(self.directory)
             _live_clusters.discard(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ---------------------------------------------------------------- fault injection
 

@@ -17,8 +17,6 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from starling.harness import _process
 
@@ -39,7 +37,7 @@ def redis_server_executable() -> str:
 _live_servers: _process.StopAtExit[RedisServer] = _process.StopAtExit()
 
 
-class RedisServer:
+class RedisServer(_process.StopsOnExit):
     """One redis-server process bound to 127.0.0.1 with a private data directory."""
 
     host = "127.0.0.1"
@@ -128,17 +126,6 @@ class RedisServer:
             shutil.rmtree(self.directory, ignore_errors=True)
             _process.reaper.forget_directory(self.directory)
             _live_servers.discard(self)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _command(self) -> list[str]:
         settings: dict[str, str] = {
