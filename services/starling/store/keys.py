@@ -23,6 +23,7 @@ only through these functions, so a rename is one edit. User and tweet ids are de
 | `ntf:fatigue:{user}:{bucket}` | string | notifications delivered in the fatigue window |
 | `ntf:prefs:{user}` | hash | `<kind>` or `push` -> `off` to opt out |
 | `ntf:receipt:{notification}` | hash | channel -> `<status> <time>` delivery receipts |
+| `id:revoked:{session}` | string | a signed-out session id of the built-in identity service, kept until its tokens expire |
 
 Pub/sub channels (not keys: nothing is stored, a message reaches whoever listens now):
 
@@ -114,6 +115,11 @@ def preferences(user_id: int) -> str:
 
 def receipt(notification_id: str) -> str:
     return f"ntf:receipt:{notification_id}"
+
+
+# Identity (the built-in identity service writes, the gateway reads).
+def revoked_session(session_id: str) -> str:
+    return f"id:revoked:{session_id}"
 
 
 # Live updates for one user. The gateway PSUBSCRIBEs to the pattern once per pod and fans

@@ -1,0 +1,2 @@
+"""Identity: the token contract shared by the gateway (which verifies) and the built-in
+identity service (which signs), and the identity service itself."""
