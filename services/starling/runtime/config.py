@@ -14,10 +14,18 @@ from typing import Any, Literal, Self, TypeVar
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-ServiceName = Literal["ingestion", "trends", "timelines", "notifier", "gateway"]
-# What `starling run` can start (and so what infra deploys): the four stream services
-# and the gateway (`starling.gateway`, an HTTP server rather than a consumer loop).
-SERVICE_NAMES: tuple[str, ...] = ("ingestion", "trends", "timelines", "notifier", "gateway")
+ServiceName = Literal["ingestion", "trends", "timelines", "notifier", "gateway", "identity"]
+# What `starling run` can start (and so what infra deploys): the four stream services,
+# the gateway (`starling.gateway`) and the built-in identity service
+# (`starling.identity`), the last two HTTP servers rather than consumer loops.
+SERVICE_NAMES: tuple[str, ...] = (
+    "ingestion",
+    "trends",
+    "timelines",
+    "notifier",
+    "gateway",
+    "identity",
+)
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]
 
