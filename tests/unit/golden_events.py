@@ -15,6 +15,7 @@ from starling.events import (
     EVENT_TYPES,
     ActivitySummary,
     InteractionAction,
+    LoginOutcome,
     Notification,
     NotificationKind,
     Platform,
@@ -52,6 +53,20 @@ GOLDEN_EVENTS: tuple[EventBase, ...] = (
         device_id="dev-9f2c",
         platform=Platform.IOS,
         failure_reason="bad_password",
+    ),
+    UserLogin(
+        event_id=_id(9),
+        schema_version=2,
+        event_time=WHEN,
+        user_id=42,
+        username="u42",
+        outcome=LoginOutcome.BAD_PASSWORD,
+        success=False,
+        ip="2001:db8::7",
+        user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) Starling/3.2",
+        country="NZ",
+        device_id="dev-9f2c",
+        platform=Platform.IOS,
     ),
     TweetCreated(
         event_id=_id(2),
@@ -150,7 +165,7 @@ GOLDEN_EVENTS: tuple[EventBase, ...] = (
 
 
 def golden_path(event: EventBase) -> Path:
-    return GOLDEN_DIR / f"{type_tag(type(event))}.v{event.SCHEMA_VERSION}.json"
+    return GOLDEN_DIR / f"{type_tag(type(event))}.v{event.schema_version}.json"
 
 
 def _write() -> None:

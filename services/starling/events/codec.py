@@ -13,7 +13,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from starling.events.schemas import EVENT_TYPES, Event, EventBase, type_tag
+from starling.events.schemas import (
+    EVENT_TYPES,
+    Event,
+    EventBase,
+    supported_versions_text,
+    supports_version,
+    type_tag,
+)
 
 # Far above any legitimate event (a full tweet with enrichment is ~1 KiB); a bigger
 # payload is a bug or an attack, and is refused before any parsing work is spent on it.
@@ -104,11 +111,13 @@ def _diagnose(payload: bytes, event_type: Any, message: str) -> EventError:
             f"{tag!r} is not accepted here ({_names(event_type)})",
             "$.type",
         )
-    if header.schema_version is not None and header.schema_version != event_class.SCHEMA_VERSION:
+    if header.schema_version is not None and not supports_version(
+        event_class, header.schema_version
+    ):
         return EventError(
             EventErrorKind.UNKNOWN_VERSION,
             f"{tag} has no schema_version {header.schema_version!r}"
-            f" (supported: {event_class.SCHEMA_VERSION})",
+            f" (supported: {supported_versions_text(event_class)})",
             "$.schema_version",
         )
     located = _FIELD_IN_MESSAGE.search(message)

@@ -59,17 +59,20 @@ class EventBase(
 
     # The partition key field of each concrete event (see `partition_key`).
     KEY_FIELD: ClassVar[str]
+    # The version producers write now, and every version consumers still decode (a class
+    # that decodes several checks each version's rules in its `__post_init__`).
     SCHEMA_VERSION: ClassVar[int] = 1
+    SUPPORTED_VERSIONS: ClassVar[tuple[int, ...]] = (1,)
 
     event_id: EventId
     schema_version: int
     event_time: EventTime
 
     def __post_init__(self) -> None:
-        if self.schema_version != self.SCHEMA_VERSION:
+        if not supports_version(type(self), self.schema_version):
             raise ValueError(
                 f"unsupported schema_version {self.schema_version} for {type(self).__name__}"
-                f" (supported: {self.SCHEMA_VERSION}) - at `$.schema_version`"
+                f" (supported: {supported_versions_text(type(self))}) - at `$.schema_version`"
             )
 
     def partition_key(self) -> bytes:
@@ -80,23 +83,83 @@ class EventBase(
 # ---- logins -------------------------------------------------------------------------------
 
 
+class LoginOutcome(enum.StrEnum):
+    """How a sign-in attempt ended, as the identity service decided it."""
+
+    SUCCEEDED = "succeeded"
+    BAD_PASSWORD = "bad_password"
+    UNKNOWN_ACCOUNT = "unknown_account"
+    # Refused before the password was checked: too many attempts for the account or address.
+    RATE_LIMITED = "rate_limited"
+
+
+# Outcomes that may name no account: the name tried matches none (a rate-limited attempt
+# on an unknown name is refused before the lookup, so it may carry no id either).
+_OUTCOMES_WITHOUT_ACCOUNT = frozenset({LoginOutcome.UNKNOWN_ACCOUNT, LoginOutcome.RATE_LIMITED})
+
+
 class UserLogin(EventBase, frozen=True, kw_only=True, tag="user.login"):
-    """A login attempt (successful or not) from a client."""
+    """A sign-in attempt, successful or not.
+
+    v1 (clients posted it): user_id, success, ip, country, device_id and platform required.
+    v2 (the identity service emits one per attempt): `outcome` and `username` (the account
+    name tried) required, `success` equal to `outcome == succeeded`, `user_id` absent only
+    when no account matched, `ip` the client address as seen through the trusted proxies,
+    country/device/platform only when known. One class decodes both, so consumers handle
+    a topic holding either; the fields a version lacks are None.
+    """
 
     KEY_FIELD: ClassVar[str] = "user_id"
+    SCHEMA_VERSION: ClassVar[int] = 2
+    SUPPORTED_VERSIONS: ClassVar[tuple[int, ...]] = (1, 2)
 
-    user_id: UserId
+    # Field order is the wire order: v1's fields keep theirs (the v2-only ones are omitted
+    # from a v1 event, being at their defaults), so v1 encodes byte for byte as before.
+    user_id: UserId | None = None
+    username: Handle | None = None
+    outcome: LoginOutcome | None = None
     success: bool
     ip: Annotated[str, Meta(min_length=2, max_length=45)]
-    country: CountryCode
-    device_id: Annotated[str, Meta(min_length=1, max_length=64)]
-    platform: Platform
+    user_agent: Annotated[str, Meta(max_length=512)] = ""
+    country: CountryCode | None = None
+    device_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
+    platform: Platform | None = None
     failure_reason: Annotated[str, Meta(max_length=64)] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.schema_version == 1:
+            for name in ("user_id", "country", "device_id", "platform"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"a v1 login needs {name} - at `$.{name}`")
+        else:
+            for name in ("outcome", "username"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"a v2 login needs {name} - at `$.{name}`")
+        if self.outcome is not None:
+            if self.success != (self.outcome is LoginOutcome.SUCCEEDED):
+                raise ValueError(
+                    f"success must be {not self.success} for outcome '{self.outcome}'"
+                    " - at `$.success`"
+                )
+            if self.user_id is None and self.outcome not in _OUTCOMES_WITHOUT_ACCOUNT:
+                raise ValueError(f"a '{self.outcome}' login names its account - at `$.user_id`")
+            if self.user_id is not None and self.outcome is LoginOutcome.UNKNOWN_ACCOUNT:
+                raise ValueError("an 'unknown_account' login has no user_id - at `$.user_id`")
         if self.success and self.failure_reason is not None:
             raise ValueError("a successful login has no failure_reason - at `$.failure_reason`")
+
+    @property
+    def account_key(self) -> str:
+        """Who the attempt was aimed at: the user id when an account matched, else the
+        name tried, case-folded (names compare case-insensitively)."""
+        if self.user_id is not None:
+            return str(self.user_id)
+        return f"name:{(self.username or '').lower()}"
+
+    def partition_key(self) -> bytes:
+        # Every attempt on one account, or one unknown name, lands on one partition in order.
+        return self.account_key.encode()
 
 
 # ---- tweets -------------------------------------------------------------------------------
@@ -376,6 +439,15 @@ def new_event(
         event_time=event_time or datetime.now(UTC),
         **fields,
     )
+
+
+def supports_version(event_class: type[EventBase], version: object) -> bool:
+    """Whether `event_class` decodes `version` (a bool is not a version, though 1 == True)."""
+    return type(version) is int and version in event_class.SUPPORTED_VERSIONS
+
+
+def supported_versions_text(event_class: type[EventBase]) -> str:
+    return ", ".join(str(v) for v in event_class.SUPPORTED_VERSIONS)
 
 
 def type_tag(event_class: type[EventBase]) -> str:
