@@ -123,7 +123,15 @@ PRINCIPALS: tuple[Principal, ...] = (
         "accepts client actions and produces them; serves timelines, trends, notifications "
         "and hourly activity summaries, and pushes trend updates live",
         reads=(TRENDS, ACTIVITY_SUMMARIES),
-        writes=(LOGINS, TWEETS, INTERACTIONS),
+        # Not logins: a login is a fact the identity service records, never a client claim.
+        writes=(TWEETS, INTERACTIONS),
+    ),
+    _principal(
+        "identity",
+        PrincipalKind.SERVICE,
+        "the built-in identity service: accounts, sign-in and sign-out; records every "
+        "sign-in attempt, successful or not, as a login",
+        writes=(LOGINS,),
     ),
     _principal(
         "ingestion",
