@@ -1,4 +1,5 @@
-"""`starling run <service>`: run one stream service, or the gateway, until SIGTERM.
+"""`starling run <service>`: run one stream service, the gateway or the identity service,
+until SIGTERM.
 
 Exit codes: 0 stopped cleanly; 1 the runtime failed (a batch could not be completed;
 nothing was committed for it); 2 bad configuration; 3 shutdown overran its deadline.
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     parser = subparsers.add_parser(
         "run",
-        help="run a stream service or the gateway (configured by environment variables)",
+        help="run a stream service, the gateway or the identity service (configured by"
+        " environment variables)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -59,6 +61,8 @@ def run_service(service: str) -> int:
         return EXIT_CONFIG
     if service == "gateway":
         return _run_gateway()
+    if service == "identity":
+        return _run_identity()
     try:
         settings = RuntimeSettings.from_env(starling_service=service)
         handler = build_handler(settings)
@@ -105,6 +109,21 @@ def _run_gateway() -> int:
         logging.getLogger("starling.run").error("%s", error)
         return EXIT_CONFIG
     return run_gateway(runtime, settings)
+
+
+def _run_identity() -> int:
+    """The identity service is an HTTP server too (see `_run_gateway`)."""
+    from starling.identity.server import run_identity
+    from starling.identity.settings import IdentitySettings
+    from starling.runtime.config import ConfigError, RuntimeSettings, load_settings
+
+    try:
+        runtime = RuntimeSettings.from_env(starling_service="identity")
+        settings = load_settings(IdentitySettings)
+    except ConfigError as error:
+        logging.getLogger("starling.run").error("%s", error)
+        return EXIT_CONFIG
+    return run_identity(runtime, settings)
 
 
 def _overran(service: str, deadline_s: float) -> None:

@@ -23,7 +23,10 @@ only through these functions, so a rename is one edit. User and tweet ids are de
 | `ntf:fatigue:{user}:{bucket}` | string | notifications delivered in the fatigue window |
 | `ntf:prefs:{user}` | hash | `<kind>` or `push` -> `off` to opt out |
 | `ntf:receipt:{notification}` | hash | channel -> `<status> <time>` delivery receipts |
-| `id:revoked:{session}` | string | a signed-out session id of the built-in identity service, kept until its tokens expire |
+| `id:revoked:{session}` | string | a signed-out session (identity) until its tokens expire |
+| `id:account:{name}` | hash | identity account (name lower case): `user_id`, `username`, `hash` |
+| `id:next_user` | string | the last user id given to a sign-up (ids start at 1 000 000 000) |
+| `id:rl:{scope}:{subject}` | sorted set | attempts in a sign-in limit's window, by time (ms) |
 
 Pub/sub channels (not keys: nothing is stored, a message reaches whoever listens now):
 
@@ -120,6 +123,20 @@ def receipt(notification_id: str) -> str:
 # Identity (the built-in identity service writes, the gateway reads).
 def revoked_session(session_id: str) -> str:
     return f"id:revoked:{session_id}"
+
+
+# Accounts and sign-in limits of the built-in identity service (only it reads them).
+IDENTITY_NEXT_USER = "id:next_user"
+
+
+def identity_account(username: str) -> str:
+    """An account by name; names are case-insensitive, so the key holds it lower-cased."""
+    return f"id:account:{username.lower()}"
+
+
+def identity_attempts(scope: str, subject: str) -> str:
+    """Attempts in the sliding window of one limit (`account`, `address` or `signup`)."""
+    return f"id:rl:{scope}:{subject}"
 
 
 # Live updates for one user. The gateway PSUBSCRIBEs to the pattern once per pod and fans
