@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -212,45 +212,159 @@ def recommend_tweets(
 # ---- logins ------------------------------------------------------------------------------
 
 
+# Failed sign-ins (bad password, unknown account, rate-limited) that make a burst within
+# FAILURE_BURST_WINDOW: on one account, and from one client address across accounts (a
+# credential-stuffing run). The identity service refuses sign-in after 5 per account and
+# 20 per address in 5 minutes; the wider window here still sees a slow attacker that stays
+# under its limits. Overridable per deployment, see `LoginRules.from_env`.
 FAILURE_BURST_THRESHOLD = 5
+ADDRESS_FAILURE_BURST_THRESHOLD = 20
 FAILURE_BURST_WINDOW = timedelta(minutes=10)
+
+ACCOUNT_THRESHOLD_ENV = "STARLING_LOGIN_FAILURES_PER_ACCOUNT"
+ADDRESS_THRESHOLD_ENV = "STARLING_LOGIN_FAILURES_PER_ADDRESS"
+WINDOW_ENV = "STARLING_LOGIN_FAILURE_WINDOW_S"
+
+
+@dataclass(frozen=True)
+class LoginRules:
+    """The failure-burst thresholds and their sliding window."""
+
+    per_account: int = FAILURE_BURST_THRESHOLD
+    per_address: int = ADDRESS_FAILURE_BURST_THRESHOLD
+    window: timedelta = FAILURE_BURST_WINDOW
+
+    def __post_init__(self) -> None:
+        for name, value in (("per_account", self.per_account), ("per_address", self.per_address)):
+            if value < 2:
+                # One failure is a typo, not a burst.
+                raise ValueError(f"{name} must be at least 2, got {value}")
+        if self.window <= timedelta(0):
+            raise ValueError(f"window must be positive, got {self.window}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> LoginRules:
+        """The rules with any of the three environment overrides applied; a bad value
+        fails the task with the variable's name rather than silently using a default."""
+
+        def number(name: str, default: int) -> int:
+            raw = environ.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            try:
+                return int(raw)
+            except ValueError:
+                raise ValueError(f"{name} must be a whole number, got {raw!r}") from None
+
+        try:
+            return cls(
+                per_account=number(ACCOUNT_THRESHOLD_ENV, FAILURE_BURST_THRESHOLD),
+                per_address=number(ADDRESS_THRESHOLD_ENV, ADDRESS_FAILURE_BURST_THRESHOLD),
+                window=timedelta(
+                    seconds=number(WINDOW_ENV, int(FAILURE_BURST_WINDOW.total_seconds()))
+                ),
+            )
+        except ValueError as error:
+            raise ValueError(f"login rules from the environment: {error}") from None
 
 
 class LoginVerdict:
     NEW_COUNTRY = "new_country"
     FAILURE_BURST = "failure_burst"
+    ADDRESS_BURST = "address_burst"
+
+
+@dataclass(frozen=True)
+class LoginAssessment:
+    """What one login is flagged for. `reasons` concern the login's own account (empty for
+    an unknown account); `address_targets` are the existing accounts the address burst this
+    login completes or extends has aimed at, to be told of it (the login's own account
+    among them when it is one)."""
+
+    reasons: tuple[str, ...] = ()
+    address_targets: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.reasons or self.address_targets)
 
 
 def assess_login(
     login: UserLogin,
     known_countries: Collection[str],
-    failures_in_window: int,
-    threshold: int = FAILURE_BURST_THRESHOLD,
-) -> list[str]:
-    """Why this login is suspicious (empty if it is not).
+    account_failures: int,
+    earlier_address_failures: Sequence[int | None] = (),
+    rules: LoginRules = LoginRules(),
+) -> LoginAssessment:
+    """Why this login (v1 or v2) is suspicious, from the history before it.
 
     * new country: a successful login from a country the user never logged in from
-      successfully before (a user without history has nothing to compare with);
-    * failure burst: this failure is the `threshold`-th within the window, counting it:
-      exactly at the crossing, so one burst raises one alarm however long it goes on.
+      successfully before (a user without history, or a login whose country is unknown,
+      has nothing to compare);
+    * failure burst: this failure is the `per_account`-th on its account within the
+      window, counting it (`account_failures`): exactly at the crossing, so one burst
+      raises one alarm however long it goes on;
+    * address burst: this failure is the `per_address`-th from its client address within
+      the window, whichever accounts they tried (`earlier_address_failures` lists the
+      account of each earlier one, None for an unknown name). At the crossing every
+      existing account tried is a target; afterwards each account the burst newly turns
+      to is, so an account is told once per burst.
     """
     reasons = []
-    if login.success and known_countries and login.country not in known_countries:
+    if (
+        login.success
+        and login.country is not None
+        and known_countries
+        and login.country not in known_countries
+    ):
         reasons.append(LoginVerdict.NEW_COUNTRY)
-    if not login.success and failures_in_window == threshold:
+    if login.success:
+        return LoginAssessment(tuple(reasons))
+    if login.user_id is not None and account_failures == rules.per_account:
         reasons.append(LoginVerdict.FAILURE_BURST)
-    return reasons
+    targets = _address_burst_targets(login.user_id, earlier_address_failures, rules.per_address)
+    if login.user_id is not None and login.user_id in targets:
+        reasons.append(LoginVerdict.ADDRESS_BURST)
+    return LoginAssessment(tuple(reasons), targets)
+
+
+def _address_burst_targets(
+    account: int | None, earlier: Sequence[int | None], threshold: int
+) -> tuple[int, ...]:
+    failures = len(earlier) + 1
+    if failures < threshold:
+        return ()
+    if failures == threshold:
+        tried = {a for a in earlier if a is not None}
+        if account is not None:
+            tried.add(account)
+        return tuple(sorted(tried))
+    if account is not None and account not in earlier:
+        return (account,)
+    return ()
 
 
 def describe_login_alert(login: UserLogin, reasons: Collection[str]) -> str:
+    """The notification text for the login's own account. Only what the service observed
+    goes in (never the user agent or the name tried, which an attacker chooses)."""
     parts = []
     if LoginVerdict.NEW_COUNTRY in reasons:
-        parts.append(f"New sign-in from {login.country} on {login.platform.value}")
+        on = f" on {login.platform.value}" if login.platform is not None else ""
+        parts.append(f"New sign-in from {login.country}{on}")
     if LoginVerdict.FAILURE_BURST in reasons:
-        parts.append(
-            f"Several failed sign-in attempts from {login.country} ({login.ip}) in a few minutes"
-        )
+        source = f"{login.country} ({login.ip})" if login.country is not None else login.ip
+        parts.append(f"Several failed sign-in attempts from {source} in a few minutes")
+    if LoginVerdict.ADDRESS_BURST in reasons:
+        parts.append(_address_burst_text(login.ip))
     return "; ".join(parts) + ". If this wasn't you, change your password."
+
+
+def describe_address_alert(login: UserLogin) -> str:
+    """The notification text for another account targeted by the burst `login` belongs to."""
+    return _address_burst_text(login.ip) + ". If this wasn't you, change your password."
+
+
+def _address_burst_text(ip: str) -> str:
+    return f"Many failed sign-in attempts from address {ip} on several accounts, yours among them"
 
 
 # ---- tweets: sentiment and hashtags -----------------------------------------------------------

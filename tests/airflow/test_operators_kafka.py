@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from starling.events import Platform, UserLogin, encode, new_event
+from starling.events import LoginOutcome, Platform, UserLogin, encode, new_event
 from starling.topics import CATALOG, RECOMMENDATIONS, TWEETS
 from starling_operators import kafka as kafka_helpers
 from starling_operators.callbacks import PublishTaskFailure
@@ -49,6 +49,8 @@ def test_produce_operator_validates_then_delivers_all(starling_env: dict[str, st
     login = new_event(
         UserLogin,
         user_id=1,
+        username="u1",
+        outcome=LoginOutcome.SUCCEEDED,
         success=True,
         ip="1.1.1.1",
         country="US",

@@ -12,6 +12,7 @@ import pytest
 
 from starling.events import (
     InteractionAction,
+    LoginOutcome,
     Platform,
     TweetEnriched,
     UserInteraction,
@@ -111,8 +112,10 @@ def test_activity_report_counts_and_engagement() -> None:
 
 
 def login(success: bool, country: str = "US") -> UserLogin:
-    return new_event(
-        UserLogin,
+    """A v1 login, as clients posted them before the identity service."""
+    return UserLogin(
+        event_id=uuid.uuid4(),
+        schema_version=1,
         event_time=NOW,
         user_id=7,
         success=success,
@@ -124,13 +127,97 @@ def login(success: bool, country: str = "US") -> UserLogin:
     )
 
 
+def sign_in(
+    outcome: LoginOutcome,
+    user_id: int | None = 7,
+    ip: str = "198.51.100.9",
+    country: str | None = None,
+) -> UserLogin:
+    """A v2 login, as the identity service emits them (country unknown unless given)."""
+    return new_event(
+        UserLogin,
+        event_time=NOW,
+        user_id=user_id,
+        username=f"u{user_id}" if user_id is not None else "nobody",
+        outcome=outcome,
+        success=outcome is LoginOutcome.SUCCEEDED,
+        ip=ip,
+        user_agent="curl/8.5",
+        country=country,
+    )
+
+
 def test_login_verdicts() -> None:
-    assert analytics.assess_login(login(True, "BR"), {"US"}, 0) == ["new_country"]
-    assert analytics.assess_login(login(True, "BR"), set(), 0) == []  # no history yet
-    assert analytics.assess_login(login(False), {"US"}, 5) == ["failure_burst"]
-    assert analytics.assess_login(login(False), {"US"}, 6) == []  # one alarm per burst
+    assert analytics.assess_login(login(True, "BR"), {"US"}, 0).reasons == ("new_country",)
+    assert not analytics.assess_login(login(True, "BR"), set(), 0)  # no history yet
+    assert analytics.assess_login(login(False), {"US"}, 5).reasons == ("failure_burst",)
+    assert not analytics.assess_login(login(False), {"US"}, 6)  # one alarm per burst
     message = analytics.describe_login_alert(login(True, "BR"), ["new_country"])
-    assert "BR" in message
+    assert "BR" in message and "web" in message
+
+
+RULES = analytics.LoginRules(per_account=3, per_address=4)
+BAD = LoginOutcome.BAD_PASSWORD
+
+
+def test_v2_failures_burst_per_account_whatever_their_outcome() -> None:
+    for outcome in (BAD, LoginOutcome.RATE_LIMITED):
+        verdict = analytics.assess_login(sign_in(outcome), set(), 3, rules=RULES)
+        assert verdict.reasons == ("failure_burst",), outcome
+        assert not analytics.assess_login(sign_in(outcome), set(), 2, rules=RULES)
+    # A success is never a failure burst, however many failures came before it.
+    assert not analytics.assess_login(sign_in(LoginOutcome.SUCCEEDED), set(), 3, rules=RULES)
+
+
+def test_v2_login_without_a_country_skips_the_new_country_rule() -> None:
+    assert not analytics.assess_login(sign_in(LoginOutcome.SUCCEEDED), {"US"}, 0)
+    flagged = analytics.assess_login(sign_in(LoginOutcome.SUCCEEDED, country="BR"), {"US"}, 0)
+    assert flagged.reasons == ("new_country",)
+    message = analytics.describe_login_alert(sign_in(BAD), ["failure_burst"])
+    assert "198.51.100.9" in message and "None" not in message
+
+
+def test_address_burst_flags_every_existing_account_tried_at_the_crossing() -> None:
+    # Three earlier failures from the address (two accounts and a name that matched none);
+    # this fourth reaches the threshold.
+    earlier = [11, None, 12]
+    verdict = analytics.assess_login(sign_in(BAD, user_id=13), set(), 1, earlier, RULES)
+    assert verdict.address_targets == (11, 12, 13)
+    assert verdict.reasons == ("address_burst",)
+    message = analytics.describe_address_alert(sign_in(BAD, user_id=13))
+    assert "198.51.100.9" in message
+    # Below the threshold nothing is flagged.
+    assert not analytics.assess_login(sign_in(BAD, user_id=13), set(), 1, earlier[:2], RULES)
+
+
+def test_address_burst_after_the_crossing_flags_only_accounts_newly_tried() -> None:
+    earlier = [11, None, 12, 13]
+    assert not analytics.assess_login(sign_in(BAD, user_id=12), set(), 2, earlier, RULES)
+    later = analytics.assess_login(sign_in(BAD, user_id=14), set(), 1, earlier, RULES)
+    assert later.address_targets == (14,) and later.reasons == ("address_burst",)
+
+
+def test_unknown_account_failures_count_toward_the_address_and_alert_nobody_themselves() -> None:
+    unknown = sign_in(LoginOutcome.UNKNOWN_ACCOUNT, user_id=None)
+    # The fourth failure from the address is the unknown name: the accounts tried are told.
+    verdict = analytics.assess_login(unknown, set(), 3, [11, 12, None], RULES)
+    assert verdict.reasons == () and verdict.address_targets == (11, 12)
+    # Only unknown names from an address: a burst, but no account to tell.
+    assert not analytics.assess_login(unknown, set(), 3, [None, None, None], RULES)
+
+
+def test_login_rules_from_the_environment() -> None:
+    assert analytics.LoginRules.from_env({}) == analytics.LoginRules(5, 20, timedelta(minutes=10))
+    env = {
+        analytics.ACCOUNT_THRESHOLD_ENV: "8",
+        analytics.ADDRESS_THRESHOLD_ENV: "50",
+        analytics.WINDOW_ENV: "900",
+    }
+    assert analytics.LoginRules.from_env(env) == analytics.LoginRules(8, 50, timedelta(minutes=15))
+    with pytest.raises(ValueError, match=analytics.ADDRESS_THRESHOLD_ENV):
+        analytics.LoginRules.from_env({analytics.ADDRESS_THRESHOLD_ENV: "lots"})
+    with pytest.raises(ValueError, match="per_account must be at least 2"):
+        analytics.LoginRules.from_env({analytics.ACCOUNT_THRESHOLD_ENV: "1"})
 
 
 def test_clean_hashtags_case_folds_and_dedupes() -> None:
@@ -184,11 +271,11 @@ def test_validate_payloads_rejects_wrong_type_for_topic() -> None:
 
 
 def test_login_watcher_payload_is_json_and_none_for_invalid_records() -> None:
-    event = login(True)
-    payload = login_trigger_payload(encode(event))
-    assert payload is not None
-    assert payload["event_id"] == str(event.event_id) and payload["user_id"] == 7
-    assert base64.b64decode(payload["value"]) == encode(event)
+    for event, user in ((login(True), 7), (sign_in(LoginOutcome.UNKNOWN_ACCOUNT, None), None)):
+        payload = login_trigger_payload(encode(event))
+        assert payload is not None
+        assert payload["event_id"] == str(event.event_id) and payload["user_id"] == user
+        assert base64.b64decode(payload["value"]) == encode(event)
     assert login_trigger_payload(b"nope") is None
     assert login_trigger_payload(None) is None
 
@@ -223,10 +310,10 @@ def test_login_trigger_fires_for_valid_logins_only() -> None:
 
     from starling_operators.triggers import LoginStreamTrigger
 
-    valid = login(True)
+    valid, valid_v2 = login(True), sign_in(LoginOutcome.RATE_LIMITED, user_id=None)
 
     async def stream() -> AsyncIterator[bytes]:
-        for value in (encode(valid), b"{oops", b'{"type": "user.login"}'):
+        for value in (encode(valid), b"{oops", b'{"type": "user.login"}', encode(valid_v2)):
             yield value
 
     async def collect() -> list[Any]:
@@ -236,4 +323,4 @@ def test_login_trigger_fires_for_valid_logins_only() -> None:
         return [event.payload async for event in trigger.filter_shared_stream(stream())]
 
     payloads = asyncio.run(collect())
-    assert [p["event_id"] for p in payloads] == [str(valid.event_id)]
+    assert [p["event_id"] for p in payloads] == [str(valid.event_id), str(valid_v2.event_id)]

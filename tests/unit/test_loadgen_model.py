@@ -17,6 +17,7 @@ import pytest
 from starling.events import (
     Event,
     InteractionAction,
+    LoginOutcome,
     TweetCreated,
     UserInteraction,
     UserLogin,
@@ -31,6 +32,7 @@ from starling.loadgen import (
     handle_for,
     preferential_attachment,
     user_id_for_handle,
+    vocabulary,
 )
 from starling.loadgen.model import SNOWFLAKE_EPOCH_MS
 
@@ -388,6 +390,33 @@ def test_login_anomalies_are_present_and_match_ground_truth(
         assert (login.country, login.device_id, login.ip) == (home.country, home.device_id, home.ip)
     failures = sum(not login.success for login in ordinary) / len(ordinary)
     assert failures == pytest.approx(CONFIG.login_failure_rate, abs=0.01)
+
+
+def test_logins_are_what_the_identity_service_emits(
+    generator: TrafficGenerator, stream: list[Event]
+) -> None:
+    logins = {event.event_id: event for event in stream if isinstance(event, UserLogin)}
+    for login in logins.values():
+        assert login.schema_version == 2
+        assert login.user_id is not None and login.username == handle_for(login.user_id)
+        assert login.success == (login.outcome is LoginOutcome.SUCCEEDED)
+        assert login.user_agent and login.country is not None
+    ordinary_failures = [
+        login
+        for login in logins.values()
+        if not login.success and login.user_agent != vocabulary.ATTACKER_USER_AGENT
+    ]
+    assert ordinary_failures
+    assert {login.outcome for login in ordinary_failures} == {LoginOutcome.BAD_PASSWORD}
+    bursts = [a for a in generator.login_anomalies if a.kind is LoginAnomalyKind.FAILURE_BURST]
+    long_bursts = [b for b in bursts if len(b.event_ids) > 5]
+    assert long_bursts
+    for burst in bursts:
+        outcomes = [logins[event_id].outcome for event_id in burst.event_ids]
+        # The service refuses an account's sign-in after 5 attempts: the rest are limited.
+        assert outcomes[:5] == [LoginOutcome.BAD_PASSWORD] * min(5, len(outcomes))
+        assert outcomes[5:] == [LoginOutcome.RATE_LIMITED] * (len(outcomes) - 5)
+        assert {logins[i].user_agent for i in burst.event_ids} == {vocabulary.ATTACKER_USER_AGENT}
 
 
 # ---- configuration ------------------------------------------------------------------------

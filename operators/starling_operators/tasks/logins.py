@@ -1,10 +1,14 @@
 """login_events: flag suspicious logins and refresh the user's recommendations, for the
 logins that fired the asset watcher.
 
-History lives in the store per user: countries of successful logins, and failed attempts
-(by event id, scored by time). Each login's verdict is saved under its event id before
-anything is published, so a re-run (or a redelivered message) repeats the same verdict
-and the same notification id instead of judging against history it already updated.
+Both versions of `UserLogin` are judged alike: v1 (client-posted) and v2 (the identity
+service's record of every attempt, with an outcome; a rate-limited attempt is a failure).
+History lives in the store: per user, the countries of successful logins; per account
+(user id, or the name tried when it matched none) and per client address, the failed
+attempts of the burst window (by event id, scored by time). Each login's verdict is saved
+under its event id before anything is published, so a re-run (or a redelivered message)
+repeats the same verdict and the same notification ids instead of judging against history
+it already updated.
 Once published, a login is marked handled: the sweep's look-back and later runs that see
 the same asset event again skip it.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,8 +28,10 @@ from starling.events import EventError, Notification, NotificationKind, UserLogi
 from starling.topics import LOGINS, NOTIFICATIONS, RECOMMENDATIONS
 from starling_operators import kafka, settings, store
 from starling_operators.analytics import (
-    FAILURE_BURST_WINDOW,
+    LoginAssessment,
+    LoginRules,
     assess_login,
+    describe_address_alert,
     describe_login_alert,
 )
 from starling_operators.connection import kafka_config, store_client
@@ -83,32 +90,80 @@ def _record(payload: Mapping[str, Any]) -> KafkaRecord:
     )
 
 
-def _verdict(client: redis.Redis, login: UserLogin) -> list[str]:
+class _SavedVerdict(msgspec.Struct, frozen=True):
+    reasons: list[str]
+    address_targets: list[int] = []
+
+
+def _load_verdict(saved: bytes | str) -> LoginAssessment:
+    # Verdicts saved before address bursts existed are a bare list of reasons.
+    verdict = msgspec.json.decode(saved, type=list[str] | _SavedVerdict)
+    if isinstance(verdict, list):
+        return LoginAssessment(tuple(verdict))
+    return LoginAssessment(tuple(verdict.reasons), tuple(verdict.address_targets))
+
+
+def _address_member(login: UserLogin) -> str:
+    # The account rides along in the member, so the address's window says whom it tried.
+    return f"{login.event_id}/{login.user_id if login.user_id is not None else ''}"
+
+
+def _earlier_accounts(members: Iterable[Any], own: str) -> list[int | None]:
+    accounts: list[int | None] = []
+    for raw in members:
+        member = raw.decode() if isinstance(raw, bytes) else str(raw)
+        if member == own:
+            continue
+        account = member.rpartition("/")[2]
+        accounts.append(int(account) if account else None)
+    return accounts
+
+
+def _verdict(client: redis.Redis, login: UserLogin, rules: LoginRules) -> LoginAssessment:
     verdict_key = store.key("login", "verdict", login.event_id)
     saved = client.get(verdict_key)
     if saved is not None:
-        return list(msgspec.json.decode(saved, type=list[str]))
-    countries_key = store.key("login", "countries", login.user_id)
-    failures_key = store.key("login", "failures", login.user_id)
+        return _load_verdict(saved)
     at = login.event_time.timestamp()
-    failures = 0
+    since = at - rules.window.total_seconds()
+    # Failure windows are kept a little past the window (by the clock) and then dropped, so
+    # an address seen once does not stay in the store.
+    keep_s = int(rules.window.total_seconds()) * 2
+    account_key = store.key("login", "failures", login.account_key)
+    address_key = store.key("login", "address-failures", login.ip)
+    account_failures = 0
+    earlier_from_address: list[int | None] = []
     if not login.success:
-        client.zadd(failures_key, {str(login.event_id): at})
-        failures = int(client.zcount(failures_key, at - FAILURE_BURST_WINDOW.total_seconds(), at))
-    members: Any = client.smembers(countries_key)
-    known = {c.decode() if isinstance(c, bytes) else str(c) for c in members}
-    reasons = assess_login(login, known, failures)
+        # Added before counting, so a retry after a crash counts the same members again.
+        member = _address_member(login)
+        pipe = client.pipeline(transaction=True)
+        pipe.zadd(account_key, {str(login.event_id): at})
+        pipe.zadd(address_key, {member: at})
+        pipe.zcount(account_key, since, at)
+        pipe.zrangebyscore(address_key, since, at)
+        _, _, counted, members = pipe.execute()
+        account_failures = int(counted)
+        earlier_from_address = _earlier_accounts(members, member)
+    known: set[str] = set()
+    if login.success and login.user_id is not None:
+        members_: Any = client.smembers(store.key("login", "countries", login.user_id))
+        known = {c.decode() if isinstance(c, bytes) else str(c) for c in members_}
+    verdict = assess_login(login, known, account_failures, earlier_from_address, rules)
+    saved_verdict = _SavedVerdict(list(verdict.reasons), list(verdict.address_targets))
     pipe = client.pipeline(transaction=True)
-    pipe.set(verdict_key, msgspec.json.encode(reasons), nx=True, ex=VERDICT_TTL_S)
+    pipe.set(verdict_key, msgspec.json.encode(saved_verdict), nx=True, ex=VERDICT_TTL_S)
     if login.success:
-        pipe.sadd(countries_key, login.country)
+        if login.user_id is not None and login.country is not None:
+            pipe.sadd(store.key("login", "countries", login.user_id), login.country)
     else:
-        # Keep only the window the burst rule looks at.
-        pipe.zremrangebyscore(failures_key, "-inf", at - FAILURE_BURST_WINDOW.total_seconds())
+        # Keep only the window the burst rules look at.
+        for key in (account_key, address_key):
+            pipe.zremrangebyscore(key, "-inf", since)
+            pipe.expire(key, keep_s)
     pipe.execute()
     # Another run may have judged it first (SET NX lost): use its verdict.
     saved = client.get(verdict_key)
-    return list(msgspec.json.decode(saved, type=list[str])) if saved is not None else reasons
+    return _load_verdict(saved) if saved is not None else verdict
 
 
 def handle_logins(
@@ -164,21 +219,11 @@ def _judge_and_publish(
         (login for i, login in unique.items() if i not in handled),
         key=lambda login: (login.event_time, str(login.event_id)),
     )
+    rules = LoginRules.from_env(os.environ)
     alerts = []
     for login in todo:
-        reasons = _verdict(client, login)
-        if reasons:
-            alerts.append(
-                Notification(
-                    event_id=derived_event_id("login-alert", login.event_id),
-                    schema_version=Notification.SCHEMA_VERSION,
-                    event_time=login.event_time,
-                    recipient_id=login.user_id,
-                    kind=NotificationKind.ACCOUNT_ACTIVITY,
-                    source_event_id=login.event_id,
-                    message=describe_login_alert(login, reasons),
-                )
-            )
+        verdict = _verdict(client, login, rules)
+        alerts += login_notifications(login, verdict)
     refreshed = refresh_recommendations(client, todo)
     publish_events(config, NOTIFICATIONS, alerts)
     publish_events(config, RECOMMENDATIONS, refreshed)
@@ -188,9 +233,45 @@ def _judge_and_publish(
     return {
         "logins": len(todo),
         "already_handled": len(handled),
-        "alerts": [str(a.source_event_id) for a in alerts],
+        # The logins that caused notifications, each once.
+        "alerts": list(dict.fromkeys(str(a.source_event_id) for a in alerts)),
+        "notifications": len(alerts),
         "recommendations": len(refreshed),
     }
+
+
+def login_notifications(login: UserLogin, verdict: LoginAssessment) -> list[Notification]:
+    """The account-activity notifications of one judged login: one to its own account for
+    what concerns it, one to every other account its address burst tried. Ids derive from
+    the login (and the recipient), so a re-run sends the same ones."""
+    notes = []
+    if login.user_id is not None and verdict.reasons:
+        notes.append(
+            Notification(
+                event_id=derived_event_id("login-alert", login.event_id),
+                schema_version=Notification.SCHEMA_VERSION,
+                event_time=login.event_time,
+                recipient_id=login.user_id,
+                kind=NotificationKind.ACCOUNT_ACTIVITY,
+                source_event_id=login.event_id,
+                message=describe_login_alert(login, verdict.reasons),
+            )
+        )
+    for target in verdict.address_targets:
+        if target == login.user_id:
+            continue  # told in its own notification above
+        notes.append(
+            Notification(
+                event_id=derived_event_id("address-alert", login.event_id, target),
+                schema_version=Notification.SCHEMA_VERSION,
+                event_time=login.event_time,
+                recipient_id=target,
+                kind=NotificationKind.ACCOUNT_ACTIVITY,
+                source_event_id=login.event_id,
+                message=describe_address_alert(login),
+            )
+        )
+    return notes
 
 
 def _already_handled(client: redis.Redis, event_ids: list[str]) -> set[str]:
@@ -211,10 +292,11 @@ def _mark_handled(client: redis.Redis, event_ids: list[str]) -> None:
 
 def refresh_recommendations(client: redis.Redis, logins: Iterable[UserLogin]) -> list[Any]:
     """Fresh recommendations for each user who logged in successfully, from the current
-    graph and the newest tweet-candidate snapshot; ids derive from the login."""
+    graph and the newest tweet-candidate snapshot; ids derive from the login. An attempt
+    that matched no account has nobody to recommend to."""
     latest: dict[int, UserLogin] = {}
     for login in logins:
-        if login.success:
+        if login.success and login.user_id is not None:
             latest[login.user_id] = login
     if not latest:
         return []

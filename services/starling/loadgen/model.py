@@ -41,6 +41,7 @@ from itertools import accumulate
 from starling.events import (
     Event,
     InteractionAction,
+    LoginOutcome,
     Platform,
     TweetCreated,
     UserInteraction,
@@ -68,6 +69,11 @@ _HANDLE_PREFIX = "u"
 MAX_USERS = 10**14 - 1
 _MAX_TWEET_CHARS = 280
 _SCHEMA_VERSION = 1
+# Logins are what the identity service emits: the current UserLogin version.
+_LOGIN_SCHEMA_VERSION = UserLogin.SCHEMA_VERSION
+# The identity service's default per-account sign-in limit: attempts of a failure burst
+# past it are refused as rate_limited (and still emitted, as the service does).
+_SIGN_IN_LIMIT_PER_ACCOUNT = 5
 
 # Tweet actions that are not replies/quotes (those are emitted next to their tweet).
 _STANDALONE_TWEET_ACTIONS = frozenset(
@@ -281,6 +287,10 @@ class UserProfile:
     ip: str
     platform: Platform
 
+    @property
+    def user_agent(self) -> str:
+        return vocabulary.USER_AGENTS[self.platform.value]
+
 
 class FollowGraph:
     """Who follows whom: an immutable directed graph over user ids 1..n.
@@ -401,6 +411,7 @@ class _FailureBurst:
     device_id: str
     platform: Platform
     remaining: int
+    attempts: int = 0
     event_ids: list[uuid.UUID] = field(default_factory=list)
     times: list[datetime] = field(default_factory=list)
 
@@ -1041,16 +1052,24 @@ class TrafficGenerator:
         draw = random_()
         if draw < config.new_country_login_rate:
             country = self._foreign_country(profile.country)
+            # Drawn in the order the generator has always drawn them (same seed, same login).
+            event_id = _make_uuid4(self._rng.getrandbits(128))
+            ip = self._ip_in(country)
+            device_id = f"{self._rng.getrandbits(64):016x}"
+            platform = _PLATFORMS[int(random_() * 3)]
             event = UserLogin(
-                event_id=_make_uuid4(self._rng.getrandbits(128)),
-                schema_version=_SCHEMA_VERSION,
+                event_id=event_id,
+                schema_version=_LOGIN_SCHEMA_VERSION,
                 event_time=event_time,
                 user_id=user_id,
+                username=profile.handle,
+                outcome=LoginOutcome.SUCCEEDED,
                 success=True,
-                ip=self._ip_in(country),
+                ip=ip,
+                user_agent=vocabulary.USER_AGENTS[platform.value],
                 country=country,
-                device_id=f"{self._rng.getrandbits(64):016x}",
-                platform=_PLATFORMS[int(random_() * 3)],
+                device_id=device_id,
+                platform=platform,
             )
             self._anomalies.append(
                 LoginAnomaly(
@@ -1081,34 +1100,39 @@ class TrafficGenerator:
         success = random_() >= config.login_failure_rate
         return UserLogin(
             event_id=_make_uuid4(self._rng.getrandbits(128)),
-            schema_version=_SCHEMA_VERSION,
+            schema_version=_LOGIN_SCHEMA_VERSION,
             event_time=event_time,
             user_id=user_id,
+            username=profile.handle,
+            outcome=LoginOutcome.SUCCEEDED if success else LoginOutcome.BAD_PASSWORD,
             success=success,
             ip=profile.ip,
+            user_agent=profile.user_agent,
             country=profile.country,
             device_id=profile.device_id,
             platform=profile.platform,
-            failure_reason=None if success else "bad_password",
         )
 
     def _failure_attempt(self, event_time: datetime) -> UserLogin:
         burst = self._failure_bursts[0]
-        reasons = vocabulary.LOGIN_FAILURE_REASONS
+        limited = burst.attempts >= _SIGN_IN_LIMIT_PER_ACCOUNT
         event = UserLogin(
             event_id=_make_uuid4(self._rng.getrandbits(128)),
-            schema_version=_SCHEMA_VERSION,
+            schema_version=_LOGIN_SCHEMA_VERSION,
             event_time=event_time,
             user_id=burst.user_id,
+            username=handle_for(burst.user_id),
+            outcome=LoginOutcome.RATE_LIMITED if limited else LoginOutcome.BAD_PASSWORD,
             success=False,
             ip=burst.ip,
+            user_agent=vocabulary.ATTACKER_USER_AGENT,
             country=burst.country,
             device_id=burst.device_id,
             platform=burst.platform,
-            failure_reason=reasons[int(self._random() * len(reasons))],
         )
         burst.event_ids.append(event.event_id)
         burst.times.append(event_time)
+        burst.attempts += 1
         burst.remaining -= 1
         if burst.remaining == 0:
             self._failure_bursts.popleft()

@@ -274,11 +274,11 @@ COUNTRIES: tuple[tuple[str, float], ...] = (
     ("NZ", 0.5),
 )
 
-LOGIN_FAILURE_REASONS: tuple[str, ...] = (
-    "bad_password",
-    "bad_password",
-    "bad_password",
-    "unknown_device",
-    "captcha_failed",
-    "rate_limited",
-)
+# What each platform's client sends as its User-Agent, and what a scripted attacker's
+# tooling does (failure bursts come from it).
+USER_AGENTS: dict[str, str] = {
+    "ios": "Starling/4.2 (iPhone; iOS 18.1; Scale/3.00)",
+    "android": "Starling/4.2 (Linux; Android 15; Pixel 8)",
+    "web": "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+}
+ATTACKER_USER_AGENT = "python-requests/2.32.3"
