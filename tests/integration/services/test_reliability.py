@@ -170,11 +170,13 @@ def test_poison_messages_go_to_the_dlq_with_reasons_and_the_rest_is_processed(
 
 
 def _login_event() -> Any:
-    from starling.events import UserLogin
+    from starling.events import LoginOutcome, UserLogin
 
     return new_event(
         UserLogin,
         user_id=1,
+        username="u1",
+        outcome=LoginOutcome.SUCCEEDED,
         success=True,
         ip="10.0.0.1",
         country="NL",
