@@ -6,10 +6,15 @@
   (`starling.gateway.timeline`);
 * `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
 * `GET /v1/trends`: the trends of the latest closed window;
-* `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events.
+* `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events;
+* `GET /openapi.json`: the checked-in OpenAPI document describing all of the above.
 
-Errors are JSON `{"error": kind, "field": path or null, "message": text}`. Store reads are
-blocking redis-py calls, run in the threadpool so the event loop only ever waits on I/O.
+Every route but trends and the document needs an identity (`starling.gateway.auth`), and
+acts only for it: a user reads their own timeline, notifications and stream, and posts
+only events whose actor they are. Errors are JSON `{"error": kind, "reason": code,
+"field": path or null, "message": text}`; `reason` is the specific code (equal to `error`
+when there is nothing more specific). Store reads are blocking redis-py calls, run in the
+threadpool so the event loop only ever waits on I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib import resources
 from typing import Any
 
 import anyio
@@ -35,6 +41,7 @@ from starling.events import (
     MAX_EVENT_BYTES,
     EventError,
     EventErrorKind,
+    InteractionAction,
     TweetCreated,
     UserInteraction,
     UserLogin,
@@ -42,9 +49,23 @@ from starling.events import (
     encode,
     type_tag,
 )
+from starling.gateway.auth import (
+    AuthError,
+    AuthUnavailableError,
+    Principal,
+    TokenVerifier,
+    TrustedHeader,
+    bearer_token,
+)
 from starling.gateway.feeds import LiveFeed, TrendFeed
 from starling.gateway.follows import FollowIndex, FollowingLoader
-from starling.gateway.hub import Hub, HubFullError, Subscription, sse_frame
+from starling.gateway.hub import (
+    Hub,
+    HubFullError,
+    Subscription,
+    UserStreamsFullError,
+    sse_frame,
+)
 from starling.gateway.metrics import GatewayMetrics
 from starling.gateway.producer import AckingProducer, NotAcknowledgedError
 from starling.gateway.settings import GatewaySettings
@@ -59,19 +80,30 @@ from starling.topics import CATALOG, TRENDS, TWEETS
 
 log = logging.getLogger("starling.gateway")
 
-# What clients may send; everything else is produced by the pipeline itself.
-ClientEvent = UserLogin | TweetCreated | UserInteraction
-CLIENT_EVENT_TYPES: tuple[type[UserLogin | TweetCreated | UserInteraction], ...] = (
-    UserLogin,
+# What clients may send; everything else is produced by the pipeline itself. Logins are
+# facts the identity service records at each sign-in, never a client's claim.
+ClientEvent = TweetCreated | UserInteraction
+CLIENT_EVENT_TYPES: tuple[type[TweetCreated | UserInteraction], ...] = (
     TweetCreated,
     UserInteraction,
 )
-# The field naming the user who acts: the one the identity header must match.
+# The field naming the user who acts: the one the identity must match.
 ACTOR_FIELDS: dict[type[Any], str] = {
-    UserLogin: "user_id",
     TweetCreated: "author_id",
     UserInteraction: "actor_id",
 }
+# What a user blocked by the target may not do to them or their tweets. Undoing (unlike,
+# unfollow) and protecting oneself (block, mute) stay allowed.
+BLOCKED_ACTIONS = frozenset(
+    {
+        InteractionAction.LIKE,
+        InteractionAction.RETWEET,
+        InteractionAction.REPLY,
+        InteractionAction.QUOTE,
+        InteractionAction.FOLLOW,
+    }
+)
+LOGIN_TAG = type_tag(UserLogin)
 ERROR_STATUS: dict[EventErrorKind, int] = {
     EventErrorKind.TOO_LARGE: 413,
     EventErrorKind.MALFORMED: 400,
@@ -92,22 +124,72 @@ SSE_HEARTBEAT = b": keepalive\n\n"
 _encoder = msgspec.json.Encoder()
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(body), status, media_type="application/json")
+class _TypeOnly(msgspec.Struct):
+    type: Any = None
+
+
+_type_decoder = msgspec.json.Decoder(_TypeOnly)
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(body), status, headers, media_type="application/json")
+
+
+def openapi_document() -> bytes:
+    """The checked-in OpenAPI document, shipped inside the package."""
+    return resources.files("starling.gateway").joinpath("openapi.json").read_bytes()
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        field: str | None = None,
+        *,
+        reason: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
+        self.reason = reason or error
         self.message = message
         self.field = field
+        self.headers = headers
 
     def response(self) -> Response:
-        return json_response(
-            {"error": self.error, "field": self.field, "message": self.message}, self.status
-        )
+        body = {
+            "error": self.error,
+            "reason": self.reason,
+            "field": self.field,
+            "message": self.message,
+        }
+        return json_response(body, self.status, self.headers)
+
+
+def unauthenticated(error: AuthError) -> ApiError:
+    # RFC 6750: no error code when the request carried no credentials at all.
+    challenge = (
+        'Bearer realm="starling"'
+        if error.reason == "missing"
+        else f'Bearer realm="starling", error="invalid_token", error_description="{error.reason}"'
+    )
+    return ApiError(
+        401,
+        "unauthenticated",
+        error.message,
+        reason=error.reason,
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+def is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media_type = content_type.partition(";")[0].strip().lower()
+    return media_type == "application/json"
 
 
 def parse_id(text: str | None, field: str) -> int:
@@ -163,12 +245,30 @@ class Gateway:
             probe_topic=runtime.topic(TWEETS),
         )
         self.health = GatewayHealth(stall_after_s=30.0, producer=self.producer)
+        self.verifier: TokenVerifier | None = None
+        self.trusted_header: TrustedHeader | None = None
+        if settings.auth == "token":
+            self.verifier = TokenVerifier(
+                settings,
+                self.store,
+                on_fetch=lambda outcome: self.metrics.jwks_fetches.labels(outcome).inc(),
+                on_cache=lambda result: self.metrics.token_cache.labels(result).inc(),
+            )
+        else:
+            self.trusted_header = TrustedHeader(settings.trusted_proxies, settings.user_header)
         store_ready = StoreReadiness(self.store)
-        self.health.store_check = lambda: store_ready() and self.producer.reachable()
+        verifier = self.verifier
+        # Not ready before the issuer's keys are in: every token would be answered 503.
+        self.health.store_check = lambda: (
+            store_ready()
+            and self.producer.reachable()
+            and (verifier is None or verifier.keys.loaded)
+        )
         self.hub = Hub(
             settings.stream_queue_size,
             settings.max_streams,
             on_drop=self.metrics.streams_dropped.inc,
+            max_per_user=settings.max_streams_per_user,
         )
         self.timeline = VisibleTimeline(self.store, settings.timeline_scan_factor)
         self.follows = FollowIndex(
@@ -188,8 +288,10 @@ class Gateway:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.trend_feed: TrendFeed | None = None
         self.live_feed: LiveFeed | None = None
+        self._openapi = openapi_document()
         self.app = Starlette(
             routes=[
+                Route("/openapi.json", self.get_openapi, methods=["GET"]),
                 Route("/v1/events", self._route("events", self.post_event), methods=["POST"]),
                 Route(
                     "/v1/users/{user_id}/timeline",
@@ -231,6 +333,7 @@ class Gateway:
         self.trend_feed.start()
         self.live_feed.start()
         beat = asyncio.create_task(self._beat())
+        key_refresh = asyncio.create_task(self._keep_keys_fresh())
         self.health.joined = True
         log.info("gateway: serving; trends from %s", self.trends_topic)
         try:
@@ -238,6 +341,7 @@ class Gateway:
         finally:
             self.begin_shutdown()
             beat.cancel()
+            key_refresh.cancel()
             for task in self._follow_tasks.values():
                 task.cancel()
             await run_in_threadpool(self._stop_threads)
@@ -259,6 +363,21 @@ class Gateway:
         while True:
             self.health.beat()
             await asyncio.sleep(1.0)
+
+    async def _keep_keys_fresh(self) -> None:
+        """Fetch the issuer's keys at start (retrying until they come) and every
+        `jwks_refresh_s` after, so a rotation is picked up before tokens need it."""
+        if self.verifier is None:
+            return
+        while True:
+            try:
+                await self.verifier.keys.refresh()
+            except AuthUnavailableError:
+                # Already logged and counted; not ready until the keys come.
+                delay = 2.0 if not self.verifier.keys.loaded else self.settings.jwks_refresh_s
+            else:
+                delay = self.settings.jwks_refresh_s
+            await asyncio.sleep(delay)
 
     def _trend_consumer_config(self) -> dict[str, Any]:
         return {
@@ -334,24 +453,35 @@ class Gateway:
 
         return endpoint
 
-    def _identity(self, request: Request) -> int | None:
-        """The user the ingress vouches for, or None when the header is not trusted."""
-        if not self.settings.trust_user_header:
-            return None
-        header = self.settings.user_header
-        value = request.headers.get(header)
-        if value is None:
-            raise ApiError(401, "unauthenticated", f"missing {header} header (set by the ingress)")
+    async def _principal(self, request: Request) -> Principal:
+        """Who sends this request; ApiError 401 (or 503 when it cannot be decided)."""
         try:
-            return parse_id(value, f"header.{header}")
-        except ApiError as error:
-            raise ApiError(401, "unauthenticated", error.message, error.field) from None
+            if self.verifier is not None:
+                return await self.verifier.verify(bearer_token(request.headers, request.cookies))
+            assert self.trusted_header is not None
+            peer = request.client.host if request.client is not None else None
+            return self.trusted_header.principal(peer, request.headers)
+        except AuthError as error:
+            self.metrics.auth_failures.labels(error.reason).inc()
+            raise unauthenticated(error) from None
+        except AuthUnavailableError as error:
+            raise ApiError(503, error.error, error.message) from None
 
-    def _authorize(self, request: Request, user_id: int, field: str) -> None:
-        identity = self._identity(request)
-        if identity is not None and identity != user_id:
-            message = f"user {identity} may not act as user {user_id}"
-            raise ApiError(403, "forbidden", message, field)
+    def _forbid(self, reason: str, message: str, field: str | None) -> ApiError:
+        self.metrics.auth_failures.labels(reason).inc()
+        return ApiError(403, "forbidden", message, field, reason=reason)
+
+    async def _owner(self, request: Request) -> int:
+        """The path's user id, who must be the requester (reads of one's own data)."""
+        principal = await self._principal(request)
+        user_id = parse_id(request.path_params["user_id"], "path.user_id")
+        if principal.user_id != user_id:
+            raise self._forbid(
+                "not_your_resource",
+                f"user {principal.user_id} may not read user {user_id}'s data",
+                "path.user_id",
+            )
+        return user_id
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
@@ -368,20 +498,20 @@ class Gateway:
         return bytes(body)
 
     async def post_event(self, request: Request) -> Response:
-        body = await self._read_body(request)
         try:
-            event: UserLogin | TweetCreated | UserInteraction = decode_as(
-                body,
-                ClientEvent,  # type: ignore[arg-type]
-            )
-        except EventError as error:
-            self.metrics.rejected.labels(error.kind.value).inc()
-            raise event_error(error) from None
-        actor_field = ACTOR_FIELDS[type(event)]
-        try:
-            self._authorize(request, getattr(event, actor_field), f"$.{actor_field}")
+            principal = await self._principal(request)
+            event = await self._client_event(request)
+            actor_field = ACTOR_FIELDS[type(event)]
+            actor = getattr(event, actor_field)
+            if actor != principal.user_id:
+                raise self._forbid(
+                    "not_your_resource",
+                    f"user {principal.user_id} may not act as user {actor}",
+                    f"$.{actor_field}",
+                )
+            await self._refuse_if_blocked(event)
         except ApiError as error:
-            self.metrics.rejected.labels(error.error).inc()
+            self.metrics.rejected.labels(error.reason).inc()
             raise
         topic = self.topics[type(event)]
         try:
@@ -407,6 +537,47 @@ class Gateway:
             202,
         )
 
+    async def _client_event(self, request: Request) -> TweetCreated | UserInteraction:
+        if not is_json(request.headers.get("content-type")):
+            raise ApiError(
+                415,
+                "unsupported_media_type",
+                "send the event as `Content-Type: application/json`",
+                "header.content-type",
+            )
+        body = await self._read_body(request)
+        try:
+            return decode_as(body, ClientEvent)  # type: ignore[arg-type]
+        except EventError as error:
+            if error.kind is EventErrorKind.WRONG_TYPE and _tag_of(body) == LOGIN_TAG:
+                raise ApiError(
+                    422,
+                    "wrong_type",
+                    "logins are recorded by the identity service at sign-in"
+                    " (POST /v1/sessions there), not posted by clients",
+                    "$.type",
+                ) from None
+            raise event_error(error) from None
+
+    async def _refuse_if_blocked(self, event: TweetCreated | UserInteraction) -> None:
+        """A user the target blocked may not like, retweet, quote, reply to or follow
+        them: one SISMEMBER on the target's block set."""
+        if isinstance(event, UserInteraction):
+            if event.action not in BLOCKED_ACTIONS:
+                return
+            actor, target, field = event.actor_id, event.target_user_id, "$.target_user_id"
+        elif event.reply_to_user_id is not None:
+            actor, target, field = event.author_id, event.reply_to_user_id, "$.reply_to_user_id"
+        else:
+            return
+        if actor == target:
+            return
+        blocked = await self._read_store(
+            lambda: self.store.sismember(keys.blocked(target), str(actor))
+        )
+        if blocked:
+            raise self._forbid("blocked", f"user {target} blocked user {actor}", field)
+
     async def _read_store(self, function: Callable[[], Any]) -> Any:
         try:
             return await run_in_threadpool(function)
@@ -414,8 +585,7 @@ class Gateway:
             raise ApiError(503, "store_unavailable", f"the store did not answer: {error}") from None
 
     async def get_timeline(self, request: Request) -> Response:
-        user_id = parse_id(request.path_params["user_id"], "path.user_id")
-        self._authorize(request, user_id, "path.user_id")
+        user_id = await self._owner(request)
         limit = parse_limit(
             request.query_params.get("limit"), self.settings.default_limit, self.settings.max_limit
         )
@@ -433,8 +603,7 @@ class Gateway:
         )
 
     async def get_notifications(self, request: Request) -> Response:
-        user_id = parse_id(request.path_params["user_id"], "path.user_id")
-        self._authorize(request, user_id, "path.user_id")
+        user_id = await self._owner(request)
         limit = parse_limit(
             request.query_params.get("limit"), self.settings.default_limit, self.settings.max_limit
         )
@@ -446,19 +615,23 @@ class Gateway:
         entries = await self._read_store(read)
         return json_response({"user_id": user_id, "notifications": entries})
 
+    async def get_openapi(self, _request: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
     async def get_trends(self, _request: Request) -> Response:
         raw = await self._read_store(lambda: self.store.get(keys.TRENDS_CURRENT))
         return json_response({"trends": msgspec.Raw(raw) if raw is not None else []})
 
     async def get_stream(self, request: Request) -> Response:
-        user_id = parse_id(request.path_params["user_id"], "path.user_id")
-        self._authorize(request, user_id, "path.user_id")
+        user_id = await self._owner(request)
         if self.health.stopping:
             raise ApiError(503, "stopping", "the gateway is stopping; reconnect to another pod")
         try:
             subscription = self.hub.subscribe(user_id)
+        except UserStreamsFullError as error:
+            raise ApiError(429, "too_many_streams", str(error)) from None
         except HubFullError as error:
-            raise ApiError(503, "too_many_streams", str(error)) from None
+            raise ApiError(503, "too_many_streams", str(error), reason="pod_full") from None
         self.metrics.streams.inc()
         return StreamingResponse(
             self._events(subscription), media_type="text/event-stream", headers=SSE_HEADERS
@@ -485,9 +658,15 @@ class Gateway:
             self.metrics.streams.dec()
 
 
+def _tag_of(body: bytes) -> Any:
+    try:
+        return _type_decoder.decode(body).type
+    except msgspec.MsgspecError:
+        return None
+
+
 async def _http_error(_request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    return json_response(
-        {"error": kind, "field": None, "message": str(error.detail)}, error.status_code
-    )
+    body = {"error": kind, "reason": kind, "field": None, "message": str(error.detail)}
+    return json_response(body, error.status_code, error.headers)

@@ -40,6 +40,10 @@ class HubFullError(Exception):
     """The pod holds as many streams as it is allowed to."""
 
 
+class UserStreamsFullError(HubFullError):
+    """This user already holds as many streams as one user may."""
+
+
 class Subscription:
     def __init__(self, key: int, user_id: int, queue_size: int) -> None:
         self.key = key
@@ -76,9 +80,11 @@ class Hub:
         queue_size: int,
         max_streams: int,
         on_drop: Callable[[], None] = lambda: None,
+        max_per_user: int | None = None,
     ) -> None:
         self.queue_size = queue_size
         self.max_streams = max_streams
+        self.max_per_user = max_per_user
         self._on_drop = on_drop
         self._by_user: dict[int, dict[int, Subscription]] = {}
         self._all: dict[int, Subscription] = {}
@@ -90,6 +96,12 @@ class Hub:
     def subscribe(self, user_id: int) -> Subscription:
         if len(self._all) >= self.max_streams:
             raise HubFullError(f"this gateway pod already serves {len(self._all)} streams")
+        open_streams = len(self._by_user.get(user_id, ()))
+        if self.max_per_user is not None and open_streams >= self.max_per_user:
+            raise UserStreamsFullError(
+                f"user {user_id} already has {open_streams} open streams (at most"
+                f" {self.max_per_user}); close one first"
+            )
         subscription = Subscription(next(self._ids), user_id, self.queue_size)
         self._all[subscription.key] = subscription
         self._by_user.setdefault(user_id, {})[subscription.key] = subscription

@@ -32,7 +32,8 @@ class GatewayMetrics:
         )
         self.rejected = Counter(
             "starling_gateway_events_rejected",
-            "events refused, by reason (codec error kind, identity, not_acknowledged)",
+            "events refused, by reason (codec error kind, content type, identity, blocked,"
+            " not_acknowledged)",
             ("reason",),
             registry=self.registry,
         )
@@ -66,5 +67,23 @@ class GatewayMetrics:
             "starling_gateway_feed_errors",
             "failures and skipped records of the live feeds",
             ("feed",),
+            registry=self.registry,
+        )
+        self.auth_failures = Counter(
+            "starling_gateway_auth_failures",
+            "requests refused for identity (401) or authorization (403), by reason",
+            ("reason",),
+            registry=self.registry,
+        )
+        self.token_cache = Counter(
+            "starling_gateway_token_cache",
+            "token verifications answered from the cache (hit) or verified in full (miss)",
+            ("result",),
+            registry=self.registry,
+        )
+        self.jwks_fetches = Counter(
+            "starling_gateway_jwks_fetches",
+            "fetches of the issuer's key set, by outcome (ok, failed)",
+            ("outcome",),
             registry=self.registry,
         )

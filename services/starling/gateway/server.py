@@ -9,7 +9,9 @@ import threading
 from types import FrameType
 from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from starling.gateway.app import Gateway
 from starling.gateway.settings import GatewaySettings
@@ -38,6 +40,34 @@ class GatewayServer(uvicorn.Server):
         return int(self.servers[0].sockets[0].getsockname()[1])
 
 
+_HEADER_TOO_LARGE = (
+    b'{"error":"header_too_large","reason":"header_too_large","field":null,'
+    b'"message":"the request line and headers exceed the gateway\'s limit"}'
+)
+
+
+class GatewayH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, answering a request whose head passes the size limit with
+    a JSON 431 (uvicorn's own answer to every protocol error is a plain-text 400)."""
+
+    def send_400_response(self, msg: str) -> None:
+        buffered, _closed = self.conn.trailing_data
+        limit = self.config.h11_max_incomplete_event_size
+        if limit is None or len(buffered) <= limit or self.conn.our_state is not h11.IDLE:
+            super().send_400_response(msg)
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"connection", b"close"),
+        ]
+        response = h11.Response(
+            status_code=431, headers=headers, reason=b"Request Header Fields Too Large"
+        )
+        for event in (response, h11.Data(data=_HEADER_TOO_LARGE), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+
 def build_server(
     runtime: RuntimeSettings, settings: GatewaySettings, **gateway_options: Any
 ) -> GatewayServer:
@@ -51,8 +81,13 @@ def build_server(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(runtime.starling_shutdown_timeout_s),
-        # Behind the ingress: client addresses come from its headers only if told so.
+        # Behind the ingress: client addresses come from its headers only if told so. The
+        # TCP peer is what header mode checks against the trusted proxies.
         proxy_headers=False,
+        # h11 bounds the request head (httptools does not): past `max_header_bytes` the
+        # connection gets a 431 and is closed, whatever the client keeps sending.
+        http=GatewayH11Protocol,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     return GatewayServer(gateway, config)
 

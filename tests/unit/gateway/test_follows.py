@@ -144,7 +144,9 @@ def test_gateway_pushes_new_tweets_as_timeline_events() -> None:
     runtime = RuntimeSettings(
         starling_service="gateway", kafka_bootstrap_servers="127.0.0.1:1", store_port=1
     )
-    gateway = Gateway(runtime, GatewaySettings(), producer_overrides={"log_level": 0})
+    # No token reaches this gateway: the issuer is never asked for keys.
+    settings = GatewaySettings(issuer="http://127.0.0.1:1", audience="starling")
+    gateway = Gateway(runtime, settings, producer_overrides={"log_level": 0})
 
     async def scenario() -> None:
         alice, bob = gateway.hub.subscribe(ALICE), gateway.hub.subscribe(BOB)

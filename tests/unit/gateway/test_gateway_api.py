@@ -1,21 +1,28 @@
-"""The gateway's request validation, error mapping, identity rules and fan-out, with no
-servers: requests that fail validation never reach the producer or the store."""
+"""The gateway's request validation, error mapping, authorization and fan-out, with no
+Kafka or store: requests that fail validation never reach the producer or the store.
+Identity is a real signed token (see tests/tokens.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from starling.events import MAX_EVENT_BYTES, Platform, TweetCreated, encode, new_event
-from starling.gateway.app import Gateway, parse_id, parse_limit
-from starling.gateway.hub import SHUTDOWN_FRAME, SLOW_CLIENT_FRAME, Hub, sse_frame
+from starling.gateway.app import parse_id, parse_limit
+from starling.gateway.hub import (
+    SHUTDOWN_FRAME,
+    SLOW_CLIENT_FRAME,
+    Hub,
+    UserStreamsFullError,
+    sse_frame,
+)
 from starling.gateway.settings import GatewaySettings
-from starling.runtime.config import RuntimeSettings
+from tests.tokens import TokenIssuer
+from tests.unit.gateway.conftest import Client
 
 pytestmark = pytest.mark.unit
 
@@ -27,45 +34,14 @@ def tweet(author: int = 7, **fields: object) -> dict[str, object]:
     return body
 
 
-class Client:
-    """Requests straight into the ASGI app (no server, no lifespan, so no feeds)."""
-
-    def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
-
-    def request(self, method: str, path: str, **options: object) -> httpx.Response:
-        async def send() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.gateway.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
-                return await http.request(method, path, **options)  # type: ignore[arg-type]
-
-        return asyncio.run(send())
-
-    def get(self, path: str, **options: object) -> httpx.Response:
-        return self.request("GET", path, **options)
-
-    def post(self, path: str, **options: object) -> httpx.Response:
-        return self.request("POST", path, **options)
-
-
-@pytest.fixture
-def client() -> Iterator[Client]:
-    # Nothing listens at these addresses: every case below must be answered before the
-    # gateway would talk to Kafka or the store.
-    runtime = RuntimeSettings(
-        starling_service="gateway", kafka_bootstrap_servers="127.0.0.1:1", store_port=1
-    )
-    gateway = Gateway(
-        runtime, GatewaySettings(trust_user_header=True), producer_overrides={"log_level": 0}
-    )
-    yield Client(gateway)
-    gateway.store.close()
+def as_user(issuer: TokenIssuer, user: int = 7) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint(user)}"}
 
 
 def post(
-    client: Client, body: object, user: str | None = "7", raw: bytes | None = None
+    client: Client, issuer: TokenIssuer, body: object, user: int = 7, raw: bytes | None = None
 ) -> httpx.Response:
-    headers = {"X-Starling-User": user} if user is not None else {}
+    headers = {**as_user(issuer, user), "Content-Type": "application/json"}
     content = raw if raw is not None else json.dumps(body).encode()
     return client.post("/v1/events", content=content, headers=headers)
 
@@ -93,37 +69,27 @@ def post(
 )
 def test_bad_events_are_refused_with_kind_and_field(
     client: Client,
+    issuer: TokenIssuer,
     body: dict[str, object] | None,
     raw: bytes | None,
     status: int,
     error: str,
     field: str | None,
 ) -> None:
-    response = post(client, tweet(**body) if body is not None else None, raw=raw)
+    response = post(client, issuer, tweet(**body) if body is not None else None, raw=raw)
     assert response.status_code == status, response.text
     answer = response.json()
     assert answer["error"] == error
+    assert answer["reason"] == error
     assert answer["field"] == field
     assert answer["message"]
 
 
-def test_missing_field_is_named(client: Client) -> None:
+def test_missing_field_is_named(client: Client, issuer: TokenIssuer) -> None:
     body = tweet()
     del body["author_id"]
-    answer = post(client, body).json()
+    answer = post(client, issuer, body).json()
     assert (answer["error"], answer["field"]) == ("invalid", "$.author_id")
-
-
-def test_identity_header_must_name_the_acting_user(client: Client) -> None:
-    missing = post(client, tweet(), user=None)
-    assert missing.status_code == 401 and missing.json()["error"] == "unauthenticated"
-    assert post(client, tweet(), user="abc").status_code == 401
-    other = post(client, tweet(author=8), user="7")
-    assert other.status_code == 403
-    assert other.json()["field"] == "$.author_id"
-    reads = client.get("/v1/users/8/timeline", headers={"X-Starling-User": "7"})
-    assert (reads.status_code, reads.json()["field"]) == (403, "path.user_id")
-    assert client.get("/v1/users/8/stream", headers={"X-Starling-User": "7"}).status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -138,8 +104,10 @@ def test_identity_header_must_name_the_acting_user(client: Client) -> None:
         ("/v1/users/7/stream/x", 404, None),
     ],
 )
-def test_bad_ids_and_limits(client: Client, path: str, status: int, field: str | None) -> None:
-    response = client.get(path, headers={"X-Starling-User": "7"})
+def test_bad_ids_and_limits(
+    client: Client, issuer: TokenIssuer, path: str, status: int, field: str | None
+) -> None:
+    response = client.get(path, headers=as_user(issuer))
     assert response.status_code == status
     assert response.json()["field"] == field
 
@@ -156,17 +124,17 @@ def test_parsers() -> None:
 
 def test_settings_take_the_charts_http_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PORT", "8081")
-    monkeypatch.setenv("STARLING_GATEWAY_TRUST_USER_HEADER", "false")
+    monkeypatch.setenv("STARLING_GATEWAY_ISSUER", "https://id.example.com")
+    monkeypatch.setenv("STARLING_GATEWAY_AUDIENCE", "starling")
     settings = GatewaySettings()
     assert settings.http_port == 8081
-    assert settings.trust_user_header is False
-    assert GatewaySettings.model_fields["trust_user_header"].default is True
+    assert settings.auth == "token"
 
 
 def test_hub_routes_per_user_and_drops_slow_clients() -> None:
     async def scenario() -> None:
         dropped: list[int] = []
-        hub = Hub(queue_size=2, max_streams=3, on_drop=lambda: dropped.append(1))
+        hub = Hub(queue_size=2, max_streams=4, on_drop=lambda: dropped.append(1), max_per_user=2)
         alice, bob = hub.subscribe(1), hub.subscribe(2)
         assert hub.to_user(1, b"a1") == 1
         assert hub.broadcast(b"all") == 2
@@ -176,10 +144,15 @@ def test_hub_routes_per_user_and_drops_slow_clients() -> None:
         assert dropped == [1]
         assert alice.queue.get_nowait() == SLOW_CLIENT_FRAME
         assert alice.queue.empty()
+        extra = hub.subscribe(2)
+        # A user at their own cap is refused even while the pod has room.
+        with pytest.raises(UserStreamsFullError, match="already has 2 open streams"):
+            hub.subscribe(2)
         hub.subscribe(3)
-        with pytest.raises(Exception, match="already serves 3"):
+        with pytest.raises(Exception, match="already serves 4"):
             hub.subscribe(4)
         hub.unsubscribe(alice)
+        hub.unsubscribe(extra)
         assert not hub.wants(1) and len(hub) == 2
         hub.close_all()
         assert bob.queue.get_nowait() == SHUTDOWN_FRAME
@@ -192,16 +165,18 @@ def test_sse_frame_format() -> None:
     assert frame == (b'event: trend\nid: 00000000-0000-0000-0000-000000000001\ndata: {"a":1}\n\n')
 
 
-def test_timeline_read_answers_503_when_the_store_is_down(client: Client) -> None:
+def test_timeline_read_answers_503_when_the_store_is_down(
+    client: Client, issuer: TokenIssuer
+) -> None:
     # The fixture's store address has nothing listening: the page script cannot run.
-    response = client.get(
-        "/v1/users/7/timeline?limit=5&before=99", headers={"X-Starling-User": "7"}
-    )
+    response = client.get("/v1/users/7/timeline?limit=5&before=99", headers=as_user(issuer))
     assert response.status_code == 503
     assert response.json()["error"] == "store_unavailable"
 
 
 def test_timeline_scan_factor_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STARLING_GATEWAY_ISSUER", "https://id.example.com")
+    monkeypatch.setenv("STARLING_GATEWAY_AUDIENCE", "starling")
     assert GatewaySettings().timeline_scan_factor == 3
     monkeypatch.setenv("STARLING_GATEWAY_TIMELINE_SCAN_FACTOR", "5")
     assert GatewaySettings().timeline_scan_factor == 5
