@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from starling.events import (
+    LoginOutcome,
     Notification,
     NotificationKind,
     Platform,
@@ -40,8 +42,10 @@ USER = 42
 
 
 def login(country: str, success: bool, minutes: float) -> UserLogin:
-    return new_event(
-        UserLogin,
+    """A v1 login (client-posted, as before the identity service)."""
+    return UserLogin(
+        event_id=uuid.uuid4(),
+        schema_version=1,
         event_time=datetime.now(UTC) - timedelta(minutes=30 - minutes),
         user_id=USER,
         success=success,
@@ -50,6 +54,21 @@ def login(country: str, success: bool, minutes: float) -> UserLogin:
         device_id="device-1",
         platform=Platform.IOS,
         failure_reason=None if success else "bad_password",
+    )
+
+
+def sign_in(country: str, minutes: float) -> UserLogin:
+    """A v2 successful sign-in (the identity service's record), country known."""
+    return new_event(
+        UserLogin,
+        event_time=datetime.now(UTC) - timedelta(minutes=30 - minutes),
+        user_id=USER,
+        username=f"u{USER}",
+        outcome=LoginOutcome.SUCCEEDED,
+        success=True,
+        ip="10.0.0.1",
+        user_agent="Starling/4.2 (iPhone; iOS 18.1; Scale/3.00)",
+        country=country,
     )
 
 
@@ -195,7 +214,8 @@ def test_logins_on_the_topic_run_the_dag_through_triggerer_and_scheduler(
         # A triggerer crash: logins produced while it is down are picked up after restart,
         # each exactly once (nothing was committed past them).
         af.kill("triggerer")
-        later = [login("BR", True, 3), login("FR", True, 4)]
+        # v2 logins after v1 ones: one history, the same verdicts.
+        later = [sign_in("BR", 3), sign_in("FR", 4)]
         produce(bootstrap, topic, [event_message(e) for e in later])
         af.restart("triggerer")
         af.wait_until(
@@ -215,23 +235,35 @@ def test_logins_on_the_topic_run_the_dag_through_triggerer_and_scheduler(
 
 
 def reference_alerts(logins: list[UserLogin]) -> set[Any]:
+    """The rules restated independently: new country; the 5th failure on an account in 10
+    minutes; the 20th failure from an address in 10 minutes (and each later failure on an
+    account that address had not tried in the window)."""
+    window = timedelta(minutes=10)
     countries: dict[int, set[str]] = defaultdict(set)
-    failures: dict[int, list[datetime]] = defaultdict(list)
+    by_account: dict[str, list[datetime]] = defaultdict(list)
+    by_address: dict[str, list[tuple[datetime, int | None]]] = defaultdict(list)
     flagged = set()
     for event in sorted(logins, key=lambda e: (e.event_time, str(e.event_id))):
+        at = event.event_time
         if event.success:
-            if countries[event.user_id] and event.country not in countries[event.user_id]:
-                flagged.add(event.event_id)
-            countries[event.user_id].add(event.country)
-        else:
-            failures[event.user_id].append(event.event_time)
-            recent = [
-                t
-                for t in failures[event.user_id]
-                if event.event_time - timedelta(minutes=10) <= t <= event.event_time
-            ]
-            if len(recent) == 5:
-                flagged.add(event.event_id)
+            assert event.user_id is not None
+            known = countries[event.user_id]
+            if event.country is not None:
+                if known and event.country not in known:
+                    flagged.add(event.event_id)
+                known.add(event.country)
+            continue
+        account = str(event.user_id) if event.user_id is not None else f"name:{event.username}"
+        by_account[account].append(at)
+        in_window = sum(at - window <= t <= at for t in by_account[account])
+        account_burst = event.user_id is not None and in_window == 5
+        earlier = [u for t, u in by_address[event.ip] if at - window <= t <= at]
+        by_address[event.ip].append((at, event.user_id))
+        tried = {u for u in earlier if u is not None}
+        crossing = len(earlier) + 1 == 20 and bool(tried or event.user_id is not None)
+        newly_tried = len(earlier) + 1 > 20 and event.user_id not in {*tried, None}
+        if account_burst or crossing or newly_tried:
+            flagged.add(event.event_id)
     return flagged
 
 
