@@ -7,12 +7,16 @@ for every valid login, carrying the record in the asset event; the offset is com
 only after that asset event is stored, so a triggerer crash cannot lose a login. Records
 that are not logins are dead-lettered by the trigger to `user.logins.dlq` and start no run.
 
-Each run judges its logins against the user's history in the store: a successful login
-from a country never seen before, or the 5th failure within 10 minutes, becomes an
-`account_activity` notification on `notifications`; every successful login refreshes that
-user's recommendations (graph from the store, tweet candidates from the recommendations
-DAG's snapshot). Verdicts are saved per login event id, so a re-run sends the same
-notification id again, never a new one.
+Each run judges its logins (`UserLogin` v1 from clients, or v2 from the identity service,
+one per sign-in attempt) against the history in the store: a successful login from a
+country never seen before, a burst of failed sign-ins on one account (5th failure within
+10 minutes) or from one client address across accounts (20th within 10 minutes; every
+account it tried is told) becomes an `account_activity` notification on `notifications`
+(thresholds: `STARLING_LOGIN_FAILURES_PER_ACCOUNT`, `STARLING_LOGIN_FAILURES_PER_ADDRESS`,
+`STARLING_LOGIN_FAILURE_WINDOW_S`). Every successful login of an existing account
+refreshes that user's recommendations (graph from the store, tweet candidates from the
+recommendations DAG's snapshot). Verdicts are saved per login event id, so a re-run sends
+the same notification ids again, never new ones.
 
 Airflow 3.3 can leave an asset event that arrives while a run is being created waiting
 until the *next* login (and every event that arrives while the DAG is at
@@ -74,7 +78,7 @@ user_logins = Asset(
 
 with DAG(
     dag_id="login_events",
-    description="Flag suspicious logins, refresh the user's recommendations",
+    description="Flag suspicious logins and sign-in bursts, refresh the user's recommendations",
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(f"*/{SWEEP_MINUTES} * * * *", timezone="UTC"),
