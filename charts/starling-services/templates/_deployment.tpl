@@ -93,14 +93,20 @@ spec:
             {{- if eq .component "gateway" }}
             - name: HTTP_PORT
               value: {{ $root.Values.gateway.service.port | quote }}
+            {{- include "starling-services.gatewayAuthEnv" $root | nindent 12 }}
+            {{- end }}
+            {{- if eq .component "identity" }}
+            - name: HTTP_PORT
+              value: {{ $root.Values.identity.service.port | quote }}
+            {{- include "starling-services.identityEnv" $root | nindent 12 }}
             {{- end }}
           ports:
             - name: metrics
               containerPort: {{ $root.Values.metrics.port }}
               protocol: TCP
-            {{- if eq .component "gateway" }}
+            {{- if has .component (list "gateway" "identity") }}
             - name: http
-              containerPort: {{ $root.Values.gateway.service.port }}
+              containerPort: {{ (index $root.Values .component).service.port }}
               protocol: TCP
             {{- end }}
           # Startup gets up to a minute (consumer group join, store connection) before
@@ -139,6 +145,11 @@ spec:
             - name: kafka-ca
               mountPath: /etc/starling/kafka-ca
               readOnly: true
+            {{- if eq .component "identity" }}
+            - name: identity-seed
+              mountPath: /etc/starling/identity
+              readOnly: true
+            {{- end }}
       volumes:
         # The root filesystem is read-only; librdkafka and Python still want a scratch dir.
         - name: tmp
@@ -151,5 +162,66 @@ spec:
               # A fixed file name, so KAFKA_SSL_CA_LOCATION does not depend on the key.
               - key: {{ $root.Values.kafka.caSecret.key }}
                 path: ca.crt
+        {{- if eq .component "identity" }}
+        # The signing-key seed: a file, never an environment value (those show up in
+        # `kubectl describe`, crash dumps and child processes). Readable by the pod's group only.
+        - name: identity-seed
+          secret:
+            secretName: {{ $root.Values.identity.seedSecret.name }}
+            defaultMode: 0440
+            items:
+              - key: {{ $root.Values.identity.seedSecret.key }}
+                path: seed
+        {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The gateway's authentication settings (services/starling/gateway/settings.py). */}}
+{{- define "starling-services.gatewayAuthEnv" -}}
+{{- $trust := .Values.gateway.trustUserHeader -}}
+{{- if $trust.enabled -}}
+- name: STARLING_GATEWAY_AUTH
+  value: header
+- name: STARLING_GATEWAY_TRUSTED_PROXIES
+  value: {{ join "," $trust.proxies | quote }}
+{{- else -}}
+- name: STARLING_GATEWAY_AUTH
+  value: token
+- name: STARLING_GATEWAY_ISSUER
+  value: {{ include "starling-services.tokenIssuer" . | quote }}
+- name: STARLING_GATEWAY_AUDIENCE
+  value: {{ .Values.identity.audience | quote }}
+{{- with include "starling-services.jwksUrl" . }}
+- name: STARLING_GATEWAY_JWKS_URL
+  value: {{ . | quote }}
+{{- end }}
+{{- /* Sign-out is a revoked session id in the store, which only the built-in issuer writes. */}}
+- name: STARLING_GATEWAY_REVOCATION
+  value: {{ ternary "none" "store" (not (empty .Values.identity.issuerUrl)) }}
+{{- end -}}
+{{- end -}}
+
+{{/* The identity service's settings (services/starling/identity/settings.py). */}}
+{{- define "starling-services.identityEnv" -}}
+{{- $identity := .Values.identity -}}
+- name: STARLING_IDENTITY_ISSUER
+  value: {{ include "starling-services.builtinIssuer" . | quote }}
+- name: STARLING_IDENTITY_AUDIENCE
+  value: {{ $identity.audience | quote }}
+- name: STARLING_IDENTITY_SEED_FILE
+  value: /etc/starling/identity/seed
+- name: STARLING_IDENTITY_SIGNING_KEYS
+  value: {{ join "," $identity.signingKeys | quote }}
+- name: STARLING_IDENTITY_TOKEN_TTL_S
+  value: {{ $identity.tokenTtlSeconds | quote }}
+- name: STARLING_IDENTITY_SIGNUP
+  value: {{ $identity.signup | quote }}
+- name: STARLING_IDENTITY_DEV_MODE
+  value: {{ $identity.devMode | quote }}
+- name: STARLING_IDENTITY_DEMO_USERS
+  value: {{ $identity.demoUsers | quote }}
+{{- with $identity.trustedProxies }}
+- name: STARLING_IDENTITY_TRUSTED_PROXIES
+  value: {{ join "," . | quote }}
 {{- end }}
 {{- end -}}

@@ -67,6 +67,7 @@ Cross-field checks JSON Schema cannot express; called by every per-service templ
 an error surfaces whichever object Helm renders first, naming the key to fix.
 */}}
 {{- define "starling-services.validateService" -}}
+{{- include "starling-services.validateAuth" .context -}}
 {{- $service := index .context.Values.services .component -}}
 {{- $scaling := $service.autoscaling -}}
 {{- if and $scaling.enabled (lt (int $scaling.maxReplicas) (int $scaling.minReplicas)) -}}
@@ -124,4 +125,77 @@ Service name Strimzi gives it, "<cluster>-kafka-bootstrap".
 
 {{- define "starling-services.storeNamespace" -}}
 {{- .Values.networkPolicy.store.namespace | default (include "starling-services.namespaceOfHost" (dict "host" .Values.store.host "context" .)) -}}
+{{- end -}}
+
+{{/*
+Identity: who signs the tokens the gateway verifies.
+
+  external  identity.issuerUrl set: any OIDC provider; services.identity must be off.
+  built-in  identity.issuerUrl empty: the identity service of this chart; its issuer is
+            identity.publicUrl, else its in-cluster URL.
+  header    gateway.trustUserHeader.enabled: an authenticating ingress sets the user header.
+*/}}
+{{- define "starling-services.identityInClusterUrl" -}}
+{{- printf "http://%s.%s.svc:%d" (include "starling-services.componentName" (dict "context" . "component" "identity")) .Release.Namespace (int .Values.identity.service.port) -}}
+{{- end -}}
+
+{{- define "starling-services.builtinIssuer" -}}
+{{- .Values.identity.publicUrl | default (include "starling-services.identityInClusterUrl" .) -}}
+{{- end -}}
+
+{{/* The issuer the gateway requires in `iss`. */}}
+{{- define "starling-services.tokenIssuer" -}}
+{{- .Values.identity.issuerUrl | default (include "starling-services.builtinIssuer" .) -}}
+{{- end -}}
+
+{{/* Where the gateway reads the signing keys; empty: the issuer's discovery document. */}}
+{{- define "starling-services.jwksUrl" -}}
+{{- if .Values.identity.issuerUrl -}}
+{{- .Values.identity.jwksUrl -}}
+{{- else -}}
+{{- printf "%s/.well-known/jwks.json" (include "starling-services.identityInClusterUrl" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TCP port of an http(s) URL: explicit, else 443 for https and 80 for http. */}}
+{{- define "starling-services.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $port := regexFind ":[0-9]+$" $url.host | trimPrefix ":" -}}
+{{- if $port -}}
+{{- $port -}}
+{{- else if eq $url.scheme "https" -}}
+443
+{{- else -}}
+80
+{{- end -}}
+{{- end -}}
+
+{{/* Cross-field checks of the identity settings; each failure names the keys to change. */}}
+{{- define "starling-services.validateAuth" -}}
+{{- $identity := .Values.identity -}}
+{{- $trust := .Values.gateway.trustUserHeader -}}
+{{- $builtin := .Values.services.identity.enabled -}}
+{{- if and $identity.issuerUrl $builtin -}}
+{{- fail "identity.issuerUrl names an external OIDC provider, so the gateway would refuse every token of the built-in identity service: set services.identity.enabled to false (or empty identity.issuerUrl)" -}}
+{{- end -}}
+{{- if and .Values.services.gateway.enabled (not $trust.enabled) (not $identity.issuerUrl) (not $builtin) -}}
+{{- fail "identity.issuerUrl is empty, so the gateway trusts the built-in identity service, but services.identity.enabled is false: set identity.issuerUrl to your OIDC provider's issuer, or enable services.identity" -}}
+{{- end -}}
+{{- if and $identity.jwksUrl (not $identity.issuerUrl) -}}
+{{- fail "identity.jwksUrl applies to an external provider (identity.issuerUrl); the built-in service's keys are read in-cluster" -}}
+{{- end -}}
+{{- if and (gt (int $identity.demoUsers) 0) (not $identity.devMode) -}}
+{{- fail "identity.demoUsers needs identity.devMode: demo accounts sign in with the documented dev password" -}}
+{{- end -}}
+{{- if $trust.enabled -}}
+{{- if not $trust.proxies -}}
+{{- fail "gateway.trustUserHeader.enabled needs gateway.trustUserHeader.proxies: the CIDRs of the proxy whose X-Starling-User counts" -}}
+{{- end -}}
+{{- if not $trust.namespaces -}}
+{{- fail "gateway.trustUserHeader.enabled needs gateway.trustUserHeader.namespaces: where the proxy runs (only they reach the gateway's HTTP port)" -}}
+{{- end -}}
+{{- if ne .Values.gateway.service.type "ClusterIP" -}}
+{{- fail "gateway.trustUserHeader.enabled needs gateway.service.type ClusterIP: clients must come through the authenticating proxy, not around it" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}

@@ -2,11 +2,15 @@
 Default-deny for one service's pods, then exactly the traffic it needs:
 
   in:  the metrics port from the release namespace and the monitoring namespaces;
-       the gateway's HTTP port from every namespace (or from anywhere when its Service
-       is exposed outside the cluster, where client addresses are not pod addresses).
+       the gateway's and the identity service's HTTP port from every namespace (or from
+       anywhere when the Service is exposed outside the cluster, where client addresses
+       are not pod addresses); with gateway.trustUserHeader on, the gateway's HTTP port
+       only from the named namespaces (where the authenticating proxy runs).
   out: the Kafka broker pods on the bootstrap port(s) (clients connect to each broker
        after bootstrap, so the brokers themselves, not only the bootstrap Service, must
-       be reachable), the store, DNS, and for the notifier the push webhook.
+       be reachable), the store, DNS, for the notifier the push webhook, and for the
+       gateway in token mode the issuer's keys: the identity pods, or an external
+       provider's port anywhere (it may be in the cluster or outside).
 
 DNS is allowed to any destination on port 53: cluster DNS may be CoreDNS pods or a
 node-local cache on a link-local address, and a label selector cannot cover both.
@@ -41,11 +45,23 @@ spec:
       ports:
         - port: {{ $root.Values.metrics.port }}
           protocol: TCP
-    {{- if eq .component "gateway" }}
+    {{- if and (eq .component "gateway") $root.Values.gateway.trustUserHeader.enabled }}
     - ports:
         - port: {{ $root.Values.gateway.service.port }}
           protocol: TCP
-      {{- if eq $root.Values.gateway.service.type "ClusterIP" }}
+      from:
+        - namespaceSelector:
+            matchExpressions:
+              - key: kubernetes.io/metadata.name
+                operator: In
+                values:
+                  {{- toYaml $root.Values.gateway.trustUserHeader.namespaces | nindent 18 }}
+    {{- else if has .component (list "gateway" "identity") }}
+    {{- $http := (index $root.Values .component).service }}
+    - ports:
+        - port: {{ $http.port }}
+          protocol: TCP
+      {{- if eq $http.type "ClusterIP" }}
       from:
         - namespaceSelector: {}
       {{- end }}
@@ -83,6 +99,21 @@ spec:
           protocol: UDP
         - port: 53
           protocol: TCP
+    {{- if and (eq .component "gateway") (not $root.Values.gateway.trustUserHeader.enabled) }}
+    {{- if $root.Values.identity.issuerUrl }}
+    - ports:
+        - port: {{ include "starling-services.urlPort" ($root.Values.identity.jwksUrl | default $root.Values.identity.issuerUrl) }}
+          protocol: TCP
+    {{- else }}
+    - to:
+        - podSelector:
+            matchLabels:
+              {{- include "starling-services.selectorLabels" (dict "context" $root "component" "identity") | nindent 14 }}
+      ports:
+        - port: {{ $root.Values.identity.service.port }}
+          protocol: TCP
+    {{- end }}
+    {{- end }}
     {{- if eq .component "notifier" }}
     - to:
         - ipBlock:

@@ -16,7 +16,7 @@ from starling.toolchain import cached_tool, ensure_tool
 
 CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / "starling-services"
 CI_VALUES = sorted((CHART_DIR / "ci").glob("values-*.yaml"))
-SERVICES = ("ingestion", "trends", "timelines", "notifier", "gateway")
+SERVICES = ("ingestion", "trends", "timelines", "notifier", "gateway", "identity")
 RELEASE = "starling"
 NAMESPACE = "starling"
 

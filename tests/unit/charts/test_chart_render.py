@@ -56,7 +56,7 @@ def test_defaults_render_the_core_objects_of_every_service(render: Render) -> No
     for kind in ("Deployment", "ServiceAccount", "NetworkPolicy"):
         assert set(by_kind(documents, kind)) == set(SERVICES), kind
     services = by_kind(documents, "Service")
-    assert set(services) == {f"{name}-metrics" for name in SERVICES} | {"gateway"}
+    assert set(services) == {f"{name}-metrics" for name in SERVICES} | {"gateway", "identity"}
 
 
 def test_hpa_is_off_by_default(render: Render) -> None:
@@ -168,18 +168,24 @@ def test_metrics_port_is_configurable_everywhere(render: Render) -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_resources_come_from_values(render: Render, service: str) -> None:
     main = container(by_kind(render(), "Deployment")[service])
-    assert main["resources"] == {
-        "requests": {"cpu": "100m", "memory": "128Mi"},
-        "limits": {"cpu": "500m", "memory": "256Mi"},
-    }
+    expected = (
+        # Argon2id holds 64 MiB per hash in flight.
+        {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}}
+        if service == "identity"
+        else {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "500m", "memory": "256Mi"},
+        }
+    )
+    assert main["resources"] == expected
 
 
-def test_only_the_gateway_serves_http(render: Render) -> None:
+def test_only_the_gateway_and_identity_serve_http(render: Render) -> None:
     deployments = by_kind(render(), "Deployment")
     for service in SERVICES:
         main = container(deployments[service])
         has_http = any(port["name"] == "http" for port in main["ports"])
-        assert has_http == (service == "gateway"), service
+        assert has_http == (service in ("gateway", "identity")), service
     gateway = container(deployments["gateway"])
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in gateway["ports"]
     assert env_of(deployments["gateway"])["HTTP_PORT"] == "8080"
