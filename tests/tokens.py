@@ -191,6 +191,8 @@ class TokenIssuer:
             "iat": now,
             "exp": now + int(lifetime_s),
             "preferred_username": f"u{sub}",
+            # Unique per token, as issuers do: two tokens minted in one second differ.
+            "jti": uuid.uuid4().hex,
         }
         if not_before_s is not None:
             claims["nbf"] = now + int(not_before_s)
@@ -204,10 +206,11 @@ class TokenIssuer:
         kid: str | None = None,
         session: str | None = None,
         header: dict[str, Any] | None = None,
+        without: tuple[str, ...] = (),
         **claims: Any,
     ) -> str:
         """A token signed by `kid` (default: the first published key). Claim overrides as
-        keywords; a claim set to None is left out."""
+        keywords; a claim set to None, or named in `without`, is left out."""
         key = self.keys[kid or self.published[0]]
         options = {"lifetime_s", "not_before_s"}
         body = self.claims(
@@ -216,7 +219,9 @@ class TokenIssuer:
             sid=session,
         )
         body.update(claims)
-        body = {name: value for name, value in body.items() if value is not None}
+        body = {
+            name: value for name, value in body.items() if value is not None and name not in without
+        }
         return jwt.encode(
             body, key.private, algorithm=key.algorithm, headers={"kid": key.kid, **(header or {})}
         )

@@ -149,9 +149,9 @@ def bearer_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
         if not token:
             raise AuthError("malformed", "the Authorization header carries no token")
         return token
-    token = cookies.get(SESSION_COOKIE)
-    if token:
-        return token
+    cookie = cookies.get(SESSION_COOKIE)
+    if cookie:
+        return cookie
     raise AuthError(
         "missing", f"no bearer token: send `Authorization: Bearer` or the {SESSION_COOKIE} cookie"
     )

@@ -31,6 +31,23 @@ class Client:
 
         return asyncio.run(send())
 
+    def concurrently(self, requests: list[tuple[str, str, dict[str, Any]]]) -> list[httpx.Response]:
+        """Several requests at once on one event loop, as a served gateway sees them."""
+
+        async def send() -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=self.gateway.app, client=(self.peer, 40000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+                return list(
+                    await asyncio.gather(
+                        *(
+                            http.request(method, path, **options)
+                            for method, path, options in requests
+                        )
+                    )
+                )
+
+        return asyncio.run(send())
+
     def get(self, path: str, **options: Any) -> httpx.Response:
         return self.request("GET", path, **options)
 
