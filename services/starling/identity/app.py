@@ -36,9 +36,11 @@ from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starling.events import LoginOutcome, Platform, UserLogin, encode, new_event
 from starling.events.schemas import Handle
@@ -68,6 +70,8 @@ log = logging.getLogger("starling.identity")
 
 # Credentials and a few optional fields fit many times over; anything larger is not ours.
 MAX_BODY_BYTES: Final = 4 * 1024
+# All request headers together: a large cookie and a token fit many times over.
+MAX_HEADER_BYTES: Final = 16 * 1024
 MAX_USER_AGENT: Final = 512
 JSON_MEDIA_TYPE: Final = "application/json"
 OPENAPI_RESOURCE: Final = "openapi.json"
@@ -161,6 +165,30 @@ def load_openapi() -> bytes:
     return importlib.resources.files("starling.identity").joinpath(OPENAPI_RESOURCE).read_bytes()
 
 
+class HeaderLimit:
+    """431 for requests whose headers together exceed `MAX_HEADER_BYTES`.
+
+    uvicorn's own bound only applies to headers that arrive in pieces; a request sent in
+    one read is parsed whole, so the bound is enforced here as well.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > MAX_HEADER_BYTES:
+                error = ApiError(
+                    431,
+                    "headers_too_large",
+                    f"the request's headers exceed the {MAX_HEADER_BYTES}-byte limit",
+                )
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class IdentityHealth(HealthState):
     """Alive while the event loop keeps beating and the producer has not failed fatally."""
 
@@ -228,6 +256,7 @@ class Identity:
                 Route("/openapi.json", self._route("openapi", self.get_openapi)),
             ],
             exception_handlers={HTTPException: _http_error},
+            middleware=[Middleware(HeaderLimit)],
             lifespan=self._lifespan,
         )
 

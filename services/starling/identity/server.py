@@ -10,16 +10,12 @@ from typing import Any
 
 import uvicorn
 
-from starling.identity.app import Identity
+from starling.identity.app import MAX_HEADER_BYTES, Identity
 from starling.identity.settings import IdentitySettings
 from starling.runtime.config import RuntimeSettings
 from starling.runtime.metrics import MetricsServer
 
 log = logging.getLogger("starling.identity")
-
-# Request line plus headers: far more than a sign-in needs, small enough that a flood of
-# huge headers costs little (uvicorn answers 400 past it and closes the connection).
-MAX_HEADER_BYTES = 16 * 1024
 
 
 class IdentityServer(uvicorn.Server):
@@ -46,6 +42,7 @@ def build_server(
         access_log=False,
         log_config=None,
         http="h11",
+        # Headers trickling in are bounded here (400); whole ones by the app (431).
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         timeout_graceful_shutdown=int(runtime.starling_shutdown_timeout_s),
         # Client addresses come from X-Forwarded-For only through STARLING_IDENTITY_
