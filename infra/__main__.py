@@ -11,6 +11,7 @@ import pulumi
 from starling_infra import meta
 from starling_infra.airflow import Airflow, AirflowArgs
 from starling_infra.config import load_stack_config
+from starling_infra.identity import Identity, IdentityArgs, auth_values
 from starling_infra.kafka import KafkaCluster, KafkaClusterArgs
 from starling_infra.namespaces import Namespaces, NamespacesArgs
 from starling_infra.outputs import health_commands
@@ -83,8 +84,16 @@ if config.airflow.enabled:
     )
     pulumi.export("airflowUrl", airflow.url)
     pulumi.export("airflowPortForward", airflow.port_forward)
+    pulumi.export("airflowUser", airflow.ui_user)
+    pulumi.export("airflowPasswordCommand", airflow.ui_password_command)
 
 if config.services.enabled:
+    # The built-in identity service's seed Secret, unless tokens come from elsewhere.
+    identity = (
+        Identity("identity", IdentityArgs(namespace=starling_ns, secret_seed=seed))
+        if config.identity_deployed
+        else None
+    )
     services = Services(
         "services",
         ServicesArgs(
@@ -94,11 +103,28 @@ if config.services.enabled:
             namespace=starling_ns,
             store_host=store.host,
             store_password_secret=store.password_secret_name,
-            depends_on=[kafka.kafka, *kafka.users.values(), *kafka.topics.values(), store],
+            auth=auth_values(config),
+            depends_on=[
+                kafka.kafka,
+                *kafka.users.values(),
+                *kafka.topics.values(),
+                store,
+                *([identity.seed_secret] if identity else []),
+            ],
         ),
     )
     if services.gateway_url:
         pulumi.export("gatewayUrl", services.gateway_url)
+    if services.identity_url:
+        pulumi.export("identityUrl", services.identity_url)
+        pulumi.export("identityIssuer", config.identity_public_url)
+        pulumi.export(
+            "identityPortForward",
+            f"kubectl -n {meta.NAMESPACE} port-forward svc/{meta.IDENTITY_SERVICE} "
+            f"{meta.IDENTITY_PORT}:{meta.IDENTITY_PORT}",
+        )
+    elif config.identity.issuer_url:
+        pulumi.export("identityIssuer", config.identity.issuer_url)
 
 pulumi.export("kafkaBootstrapServers", kafka.bootstrap_servers)
 pulumi.export("kafkaCluster", kafka.cluster_name)

@@ -20,6 +20,15 @@ Decisions worth knowing:
   `policyTypes: [Ingress]` in its templates, so Airflow's pods may open connections out; the
   store's and Kafka's policies are what admit them (see `store.airflow_task_pods_peer`).
 
+- Sign-in: no default account. The chart's create-user job (FAB's `airflow users create`,
+  admin/admin by default) is off; Airflow 3's SimpleAuthManager, named explicitly, has one
+  user, `starling-admin` (role admin), whose password derives from the seed and lives in a
+  Secret. That manager opens its passwords file for appending and locks it, which a Secret
+  volume (always read-only) refuses, so an init container of the api-server copies the file
+  into an emptyDir; the manager then finds every user it knows and writes nothing, and never
+  prints a password. A pod annotation derived from the seed rolls the pods when the seed
+  (and so the password) rotates.
+
 Chart value keys were checked against the chart 1.22 documentation where it could be read
 (`fernetKeySecretName`, `apiSecretKeySecretName`, `jwtSecretName`, `data.metadataSecretName`,
 `secret`, `volumes`, `volumeMounts`, `securityContexts`, `migrateDatabaseJob.useHelmHooks`,
@@ -58,6 +67,17 @@ KAFKA_CA_SECRET = "starling-kafka-cluster-ca"
 KAFKA_CA_DIR = "/opt/airflow/secrets/kafka-ca"
 KAFKA_PRINCIPAL = "airflow"
 AIRFLOW_UID = 50000  # the `airflow` user of apache/airflow images (group 0 by design)
+# The UI's one account (SimpleAuthManager role `admin`); its password derives from the seed.
+UI_ADMIN_USER = "starling-admin"
+UI_ADMIN_SECRET = "starling-airflow-ui-admin"
+UI_PASSWORDS_KEY = "passwords.json"
+UI_SECRET_DIR = "/opt/airflow/secrets/ui-admin"
+UI_AUTH_DIR = "/opt/airflow/ui-auth"
+SIMPLE_AUTH_MANAGER = (
+    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+)
+# Changes whenever the seed does, so the pods restart and read the new UI password.
+CREDENTIALS_ANNOTATION = "starling.dev/credentials-generation"
 
 
 def kafka_connection(password: str) -> str:
@@ -96,6 +116,57 @@ def store_connection(password: str, host: str, port: int) -> str:
     no login, the password URL-quoted, database 0 as the schema)."""
     quoted = urllib.parse.quote(password, safe="")
     return f"redis://:{quoted}@{host}:{port}/0"
+
+
+def ui_passwords_file(password: str) -> str:
+    """SimpleAuthManager's passwords file: `{"<user>": "<password>"}`."""
+    return json.dumps({UI_ADMIN_USER: password})
+
+
+def _ui_sign_in_values(image: str, pull_policy: str) -> dict[str, Any]:
+    """Chart values for the UI's sign-in (see the module docstring). The api-server keys
+    `extraInitContainers`, `extraVolumes` and `extraVolumeMounts` are unverified against the
+    chart 1.22 schema (seen in use with chart 1.20); `createUserJob.enabled` is from
+    apache/airflow#56057 (chart 1.19) and replaced `webserver.defaultUser.enabled`."""
+    return {
+        "apiServer": {
+            "extraVolumes": [
+                {
+                    "name": "ui-admin",
+                    "secret": {
+                        "secretName": UI_ADMIN_SECRET,
+                        "items": [{"key": UI_PASSWORDS_KEY, "path": UI_PASSWORDS_KEY}],
+                        "defaultMode": 0o440,
+                    },
+                },
+                {"name": "ui-auth", "emptyDir": {"sizeLimit": "1Mi"}},
+            ],
+            "extraVolumeMounts": [{"name": "ui-auth", "mountPath": UI_AUTH_DIR}],
+            "extraInitContainers": [
+                {
+                    "name": "ui-passwords",
+                    "image": image,
+                    "imagePullPolicy": pull_policy,
+                    "command": [
+                        "cp",
+                        f"{UI_SECRET_DIR}/{UI_PASSWORDS_KEY}",
+                        f"{UI_AUTH_DIR}/{UI_PASSWORDS_KEY}",
+                    ],
+                    "securityContext": _restricted_container_context(),
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "32Mi"},
+                        "limits": {"memory": "64Mi"},
+                    },
+                    "volumeMounts": [
+                        {"name": "ui-admin", "mountPath": UI_SECRET_DIR, "readOnly": True},
+                        {"name": "ui-auth", "mountPath": UI_AUTH_DIR},
+                    ],
+                }
+            ],
+        },
+        # No admin/admin: the chart's default user is FAB's, and nothing here runs FAB.
+        "createUserJob": {"useHelmHooks": False, "enabled": False},
+    }
 
 
 def _restricted_pod_context() -> dict[str, Any]:
@@ -148,7 +219,6 @@ def chart_values(
         "statsd": {"enabled": False},
         "networkPolicies": {"enabled": True},
         "migrateDatabaseJob": {"useHelmHooks": False},
-        "createUserJob": {"useHelmHooks": False},
         # Every Airflow container gets these; the Secrets hold one connection each.
         "secret": [
             {"envName": env, "secretName": secret, "secretKey": env}
@@ -161,12 +231,23 @@ def chart_values(
         "volumeMounts": [{"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}],
         # Unpaused at creation: the pipeline runs after `pulumi up` (Airflow's default would
         # leave every DAG, the login watcher's included, waiting for a click).
-        "config": {"core": {"load_examples": "False", "dags_are_paused_at_creation": "False"}},
+        "config": {
+            "core": {
+                "load_examples": "False",
+                "dags_are_paused_at_creation": "False",
+                # Named rather than inherited, with its one user and sign-in required.
+                "auth_manager": SIMPLE_AUTH_MANAGER,
+                "simple_auth_manager_users": f"{UI_ADMIN_USER}:admin",
+                "simple_auth_manager_all_admins": "False",
+                "simple_auth_manager_passwords_file": f"{UI_AUTH_DIR}/{UI_PASSWORDS_KEY}",
+            }
+        },
         "dags": {
             "persistence": {"enabled": False},
             "gitSync": {"enabled": git_sync},
         },
     }
+    values |= _ui_sign_in_values(image, pull_policy)
     if git_sync:
         values["dags"]["gitSync"] |= {
             "repo": settings.git_sync_repo,
@@ -201,6 +282,8 @@ class Airflow(pulumi.ComponentResource):
     database: MetadataDatabase
     url: str
     port_forward: str
+    ui_user: str
+    ui_password_command: str
 
     def __init__(
         self, name: str, args: AirflowArgs, opts: pulumi.ResourceOptions | None = None
@@ -244,6 +327,20 @@ class Airflow(pulumi.ComponentResource):
         connection_json: pulumi.Output[str] = pulumi.Output.secret(
             args.kafka_password.apply(kafka_connection)
         )
+        ui_password = derive_password(args.secret_seed, Purposes.AIRFLOW_UI_ADMIN)
+        passwords_file: pulumi.Output[str] = pulumi.Output.secret(
+            ui_password.apply(ui_passwords_file)
+        )
+        ui_admin = k8s.core.v1.Secret(
+            f"{name}-ui-admin",
+            metadata=metadata(UI_ADMIN_SECRET),
+            type="Opaque",
+            string_data={
+                "password": ui_password,
+                UI_PASSWORDS_KEY: passwords_file,
+            },
+            opts=child,
+        )
         connection = k8s.core.v1.Secret(
             f"{name}-kafka-connection",
             metadata=metadata(KAFKA_CONNECTION_SECRET),
@@ -280,6 +377,14 @@ class Airflow(pulumi.ComponentResource):
             opts=child,
         )
 
+        values = chart_values(settings, args.image, args.pull_policy, self.database.secret_name)
+        # A one-way derivation of the seed under a label of its own: it says nothing about any
+        # password, so it may stay visible in previews (the values hold no secret).
+        generation = pulumi.Output.unsecret(
+            derive_password(args.secret_seed, Purposes.CREDENTIALS_GENERATION)
+        ).apply(lambda value: value[:16])
+        values["airflowPodAnnotations"] = {CREDENTIALS_ANNOTATION: generation}
+
         repository_opts = k8s.helm.v3.RepositoryOptsArgs(repo=meta.AIRFLOW_CHART_REPO)
         self.release = k8s.helm.v3.Release(
             f"{name}-release",
@@ -289,9 +394,7 @@ class Airflow(pulumi.ComponentResource):
                 version=meta.AIRFLOW_CHART_VERSION,
                 repository_opts=repository_opts,
                 namespace=args.namespace,
-                values=chart_values(
-                    settings, args.image, args.pull_policy, self.database.secret_name
-                ),
+                values=values,
                 # First installs pull several images and migrate the database.
                 timeout=1200,
             ),
@@ -300,6 +403,7 @@ class Airflow(pulumi.ComponentResource):
                 depends_on=[
                     self.database.stateful_set,
                     keys,
+                    ui_admin,
                     connection,
                     store_connection_secret,
                     ca_copy,
@@ -313,4 +417,17 @@ class Airflow(pulumi.ComponentResource):
             f"kubectl -n {meta.AIRFLOW_NAMESPACE} port-forward svc/{service} "
             f"{meta.AIRFLOW_API_PORT}:{meta.AIRFLOW_API_PORT}"
         )
-        self.register_outputs({"url": self.url, "portForward": self.port_forward})
+        self.ui_user = UI_ADMIN_USER
+        # Prints the password from the cluster; the password itself is never an output.
+        self.ui_password_command = (
+            f"kubectl -n {meta.AIRFLOW_NAMESPACE} get secret {UI_ADMIN_SECRET} "
+            "-o jsonpath='{.data.password}' | base64 -d"
+        )
+        self.register_outputs(
+            {
+                "url": self.url,
+                "portForward": self.port_forward,
+                "uiUser": self.ui_user,
+                "uiPasswordCommand": self.ui_password_command,
+            }
+        )

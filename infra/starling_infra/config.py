@@ -11,6 +11,7 @@ resource, with a message that names the key and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import types
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi.runtime.config as pulumi_config
@@ -42,6 +44,8 @@ SEED_COMMAND = 'pulumi config set --secret starling:secretSeed "$(openssl rand -
 MIN_SEED_LENGTH = 32
 
 ALLOWED_EXECUTORS = ("LocalExecutor", "CeleryExecutor", "KubernetesExecutor")
+# Where clients reach the built-in identity service on kind: `identityPortForward`.
+DEV_IDENTITY_URL = "http://localhost:8081"
 
 
 class StarlingConfigError(pulumi.RunError):
@@ -101,6 +105,34 @@ def _check_seed(seed: SecretStr) -> SecretStr:
 
 
 SeedStr = Annotated[SecretStr, AfterValidator(_check_seed)]
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must not carry a query or fragment, got {value!r}")
+    return value
+
+
+HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_check_url)]
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip()))
+    except ValueError:
+        raise ValueError(
+            f"expected a CIDR such as 10.0.0.0/8 or fd00::/8 (no host bits set), got {value!r}"
+        ) from None
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+# A Kubernetes namespace name (RFC 1123 label).
+NamespaceName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+# Key ids of the built-in issuer's signing keys (the identity service accepts the same).
+KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 def split_image(ref: str) -> tuple[str, str]:
@@ -337,6 +369,126 @@ class ServicesConfig(_Section):
         return self
 
 
+class IdentityConfig(_Section):
+    """Who signs the tokens the gateway verifies: an external OIDC provider (`issuerUrl`) or,
+    when none is configured, the built-in identity service (`starling run identity`)."""
+
+    issuer_url: HttpUrl | None = Field(
+        default=None,
+        description="Issuer URL of an external OIDC provider (Keycloak, Dex, Auth0, Entra ID), "
+        "compared exactly with the tokens' `iss`. Unset: the program deploys the built-in "
+        "identity service and the gateway trusts it.",
+    )
+    audience: str = Field(
+        default="starling",
+        min_length=1,
+        max_length=256,
+        description="The `aud` the gateway requires (and the built-in service writes).",
+    )
+    jwks_url: HttpUrl | None = Field(
+        default=None,
+        description="External provider only: where the gateway fetches the signing keys; "
+        "unset: the `jwks_uri` of the issuer's discovery document.",
+    )
+    public_url: HttpUrl | None = Field(
+        default=None,
+        description="Built-in service only: its issuer URL as clients reach it (the `iss` of "
+        "its tokens). Unset in a dev stack: http://localhost:8081 (the port-forward of "
+        "`identityPortForward`); a prod stack must set it (https).",
+    )
+    signing_keys: tuple[KeyId, ...] = Field(
+        default=("k1",),
+        min_length=1,
+        description="Built-in service: signing key ids, newest first (the first signs, all "
+        "are published). Rotate by putting a new id first; drop the old one after "
+        "`tokenTtlSeconds`. Keys derive from the secret seed.",
+    )
+    token_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 24 * 3600,
+        description="Built-in service: lifetime of an access token, in seconds.",
+    )
+    signup: bool | None = Field(
+        default=None,
+        description="Built-in service: self-service sign-up (`POST /v1/accounts`). Unset: on "
+        "in a dev stack, off in a prod stack.",
+    )
+    dev_mode: bool | None = Field(
+        default=None,
+        description="Built-in service: dev mode (demo accounts with the documented dev "
+        "password). Unset: on in a dev stack. Refused in a prod stack.",
+    )
+    demo_users: int = Field(
+        default=0,
+        ge=0,
+        le=100_000_000,
+        description="Built-in service, dev mode only: the traffic generator's users u1..uN "
+        "can sign in with the documented dev password. Refused in a prod stack.",
+    )
+    trusted_proxies: tuple[Cidr, ...] = Field(
+        default=(),
+        description="Built-in service: CIDRs of proxies whose X-Forwarded-For names the "
+        "client address recorded in login events and rate limits; none by default.",
+    )
+
+    @property
+    def builtin(self) -> bool:
+        return self.issuer_url is None
+
+    @model_validator(mode="after")
+    def _sources_do_not_mix(self) -> Self:
+        if self.issuer_url is not None and self.public_url is not None:
+            raise ValueError(
+                "starling:identity.publicUrl configures the built-in identity service, but "
+                "starling:identity.issuerUrl names an external provider; set one of them"
+            )
+        if self.issuer_url is None and self.jwks_url is not None:
+            raise ValueError(
+                "starling:identity.jwksUrl applies to an external provider only; set "
+                "starling:identity.issuerUrl too, or remove jwksUrl (the built-in service's "
+                "keys are found in-cluster)"
+            )
+        return self
+
+
+class TrustUserHeaderConfig(_Section):
+    enabled: bool = Field(
+        default=False,
+        description="Trust an authenticating ingress's `X-Starling-User` instead of "
+        "verifying tokens (oauth2-proxy and the like). Off: the gateway verifies tokens.",
+    )
+    proxies: tuple[Cidr, ...] = Field(
+        default=(),
+        description="CIDRs of the proxies whose header counts; required when enabled.",
+    )
+    namespaces: tuple[NamespaceName, ...] = Field(
+        default=(),
+        description="Namespaces whose pods may reach the gateway's HTTP port when enabled "
+        "(the NetworkPolicy admits no others); required when enabled.",
+    )
+
+    @model_validator(mode="after")
+    def _enabled_needs_peers(self) -> Self:
+        if self.enabled and not self.proxies:
+            raise ValueError(
+                "starling:gateway.trustUserHeader.enabled needs "
+                "starling:gateway.trustUserHeader.proxies (the CIDRs of your authenticating "
+                "proxy); without them no request could carry an identity"
+            )
+        if self.enabled and not self.namespaces:
+            raise ValueError(
+                "starling:gateway.trustUserHeader.enabled needs "
+                "starling:gateway.trustUserHeader.namespaces (where the proxy runs); the "
+                "gateway's HTTP port then admits only those namespaces"
+            )
+        return self
+
+
+class GatewayConfig(_Section):
+    trust_user_header: TrustUserHeaderConfig = TrustUserHeaderConfig()
+
+
 class ImagesConfig(_Section):
     services: ImageRef = Field(
         default="starling/services:0.1.0", description="Image of the stream services and gateway."
@@ -362,12 +514,20 @@ class StackConfig(_Section):
         description="Secret seed every password is derived from (HMAC-SHA256). Required; "
         f"set with: {SEED_COMMAND}",
     )
+    environment: Literal["dev", "prod"] = Field(
+        default="prod",
+        description="What the stack is for. `prod` (the default, so a stack that forgets "
+        "the key gets the strict rules) refuses demo accounts and dev mode and turns "
+        "sign-up off unless set; `dev` turns them on for kind.",
+    )
     # Sections are frozen, so one shared default instance per section is safe.
     strimzi: StrimziConfig = StrimziConfig()
     kafka: KafkaConfig = KafkaConfig()
     store: StoreConfig = StoreConfig()
     airflow: AirflowConfig = AirflowConfig()
     services: ServicesConfig = ServicesConfig()
+    identity: IdentityConfig = IdentityConfig()
+    gateway: GatewayConfig = GatewayConfig()
     images: ImagesConfig = ImagesConfig()
 
     @model_validator(mode="after")
@@ -382,7 +542,69 @@ class StackConfig(_Section):
                 "starling:airflow.enabled needs starling:kafka.waitForReady: Airflow's Kafka "
                 "connection trusts the cluster CA, which exists only once Kafka is Ready"
             )
+        self._identity_fits_the_environment()
         return self
+
+    def _identity_fits_the_environment(self) -> None:
+        identity = self.identity
+        if self.environment == "prod":
+            if identity.dev_mode:
+                raise ValueError(
+                    "starling:identity.devMode is true in a prod stack "
+                    "(starling:environment is 'prod'); dev mode has a documented password, "
+                    "so it is for starling:environment 'dev' only"
+                )
+            if identity.demo_users:
+                raise ValueError(
+                    f"starling:identity.demoUsers is {identity.demo_users} in a prod stack "
+                    "(starling:environment is 'prod'); a prod stack has no default account, "
+                    "set it to 0"
+                )
+            for key, url in (
+                ("issuerUrl", identity.issuer_url),
+                ("publicUrl", identity.public_url),
+            ):
+                if url is not None and not url.startswith("https://"):
+                    raise ValueError(
+                        f"starling:identity.{key} must be an https URL in a prod stack "
+                        f"(tokens and session cookies travel to it), got {url!r}"
+                    )
+            if self.identity_deployed and identity.public_url is None:
+                raise ValueError(
+                    "starling:identity.publicUrl is required in a prod stack that runs the "
+                    "built-in identity service: the https URL clients reach it at (or set "
+                    "starling:identity.issuerUrl to use your OIDC provider instead)"
+                )
+        if identity.demo_users and not self.identity_dev_mode:
+            raise ValueError(
+                "starling:identity.demoUsers needs starling:identity.devMode (demo accounts "
+                "sign in with the documented dev password)"
+            )
+
+    @property
+    def identity_deployed(self) -> bool:
+        """The built-in identity service runs unless an external issuer is configured or the
+        gateway trusts an ingress's header instead of tokens."""
+        return (
+            self.services.enabled
+            and self.identity.builtin
+            and not self.gateway.trust_user_header.enabled
+        )
+
+    @property
+    def identity_dev_mode(self) -> bool:
+        dev_mode = self.identity.dev_mode
+        return self.environment == "dev" if dev_mode is None else dev_mode
+
+    @property
+    def identity_signup(self) -> bool:
+        signup = self.identity.signup
+        return self.environment == "dev" if signup is None else signup
+
+    @property
+    def identity_public_url(self) -> str:
+        """The built-in issuer's URL as clients see it (the default suits kind)."""
+        return self.identity.public_url or DEV_IDENTITY_URL
 
     def secret_seed_output(self) -> pulumi.Output[str]:
         """The seed as a Pulumi secret, the only form the rest of the program sees."""
@@ -414,33 +636,42 @@ def _decode(value: Any) -> Any:
 
 
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """`{"kafka.brokers": "3"}` -> `{"kafka": {"brokers": "3"}}`; structured sections merge."""
+    """`{"kafka.brokers": "3"}` -> `{"kafka": {"brokers": "3"}}`, at any depth
+    (`gateway.trustUserHeader.enabled`); structured values merge with dotted keys."""
     nested: dict[str, Any] = {}
 
-    def put(section: str, leaf: str, value: Any) -> None:
-        target = nested.setdefault(section, {})
-        if not isinstance(target, dict):
-            raise StarlingConfigError(
-                f"invalid stack configuration: starling:{section} is set as a value and "
-                f"starling:{section}.{leaf} as a key inside it; keep one of them"
-            )
-        if leaf in target and target[leaf] != value:
-            raise StarlingConfigError(
-                f"invalid stack configuration: starling:{section}.{leaf} is set twice, as a "
-                f"key and inside the structured value starling:{section}; keep one of them"
-            )
-        target[leaf] = value
-
-    for key, raw in flat.items():
-        value = _decode(raw)
-        section, dot, leaf = key.partition(".")
-        if dot:
-            put(section, leaf, value)
-        elif isinstance(value, dict) and section != SEED_KEY:
+    def merge(target: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+        *parents, leaf = path
+        node = target
+        for depth, part in enumerate(parents):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                inner = ".".join(path[: depth + 1])
+                raise StarlingConfigError(
+                    f"invalid stack configuration: starling:{inner} is set as a value and "
+                    f"starling:{'.'.join(path)} as a key inside it; keep one of them"
+                )
+            node = child
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
             for inner, inner_value in value.items():
-                put(section, str(inner), inner_value)
+                merge(node[leaf], (str(inner),), inner_value)
+            return
+        if leaf in node and node[leaf] != value:
+            raise StarlingConfigError(
+                f"invalid stack configuration: starling:{'.'.join(path)} is set twice, as a "
+                f"key and inside the structured value starling:{path[0]}; keep one of them"
+            )
+        node[leaf] = value
+
+    # Dotted keys first, then structured sections, so a clash is always reported the same way.
+    for key, raw in sorted(flat.items(), key=lambda item: "." not in item[0]):
+        value = _decode(raw)
+        path = tuple(key.split("."))
+        if len(path) == 1 and isinstance(value, dict) and key != SEED_KEY:
+            for inner, inner_value in value.items():
+                merge(nested, (key, str(inner)), inner_value)
         else:
-            nested[section] = value
+            merge(nested, path, value)
     return nested
 
 

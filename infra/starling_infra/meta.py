@@ -41,9 +41,15 @@ AIRFLOW_TASK_COMPONENTS = ("scheduler", "worker", "triggerer")
 # Our services chart (built alongside this program) and its release.
 SERVICES_CHART_DIR = REPO_ROOT / "charts" / "starling-services"
 SERVICES_RELEASE = "starling-services"
-SERVICE_NAMES = ("ingestion", "trends", "timelines", "notifier", "gateway")
+SERVICE_NAMES = ("ingestion", "trends", "timelines", "notifier", "gateway", "identity")
 GATEWAY_PORT = 8080
+IDENTITY_PORT = 8081
 METRICS_PORT = 9100
+# The built-in identity service: its seed Secret (mounted as a file) and in-cluster address.
+IDENTITY_SEED_SECRET = "starling-identity-seed"
+IDENTITY_SEED_KEY = "seed"
+IDENTITY_SERVICE = f"{SERVICES_RELEASE}-identity"
+IDENTITY_IN_CLUSTER_URL = f"http://{IDENTITY_SERVICE}.{NAMESPACE}.svc:{IDENTITY_PORT}"
 
 # The store.
 STORE_NAME = "starling-valkey"

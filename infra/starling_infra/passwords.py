@@ -49,6 +49,14 @@ class Purposes:
     AIRFLOW_API_SECRET = "airflow/api-secret-key"
     AIRFLOW_JWT_SECRET = "airflow/jwt-secret"
     AIRFLOW_DATABASE = "airflow/metadata-db"
+    # The Airflow UI's one account (SimpleAuthManager), so no install has admin/admin.
+    AIRFLOW_UI_ADMIN = "airflow/ui-admin"
+    # Not a secret: a marker that changes with the seed, so pods restart on rotation.
+    CREDENTIALS_GENERATION = "credentials-generation"
+    # The built-in identity service's seed file: its Ed25519 signing keys derive from it
+    # (services/starling/identity/contract.py). A purpose of its own, so the identity
+    # service never holds the stack seed that every other password derives from.
+    IDENTITY_SEED = "identity/signing-seed"
 
     @staticmethod
     def kafka_user(principal: str) -> str:

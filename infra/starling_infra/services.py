@@ -1,4 +1,5 @@
-"""The stream services and the gateway, from our own chart `charts/starling-services`.
+"""The stream services, the gateway and the identity service, from our own chart
+`charts/starling-services`.
 
 This component only computes values; what the chart renders is the chart's business, so the
 same chart can be deployed by a GitOps tool with the same values. The values follow the
@@ -17,20 +18,25 @@ import pulumi_kubernetes as k8s
 from starling.runtime.config import SERVICE_NAMES as RUNNABLE_SERVICES
 from starling_infra import meta
 from starling_infra.config import ServicesConfig, split_image
+from starling_infra.identity import AuthValues
+
+_RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
+# Argon2id holds 64 MiB per hash and the identity service runs up to 4 at once.
+_IDENTITY_RESOURCES = {
+    "requests": {"cpu": "100m", "memory": "384Mi"},
+    "limits": {"memory": "512Mi"},
+}
 
 
-def _service_values(name: str, settings: ServicesConfig) -> dict[str, Any]:
+def _service_values(name: str, settings: ServicesConfig, auth: AuthValues) -> dict[str, Any]:
     return {
-        # Only what `starling run` can start (the four stream services and the gateway): a
-        # name without an implementation would leave a crash-looping pod behind.
-        "enabled": name in RUNNABLE_SERVICES,
+        # Only what `starling run` can start: a name without an implementation would leave a
+        # crash-looping pod behind. The identity service runs only as the built-in issuer.
+        "enabled": name in RUNNABLE_SERVICES and (name != "identity" or auth.builtin),
         "replicas": settings.replicas,
         # The Secret of this name is written by the Strimzi User Operator (key `password`).
         "kafkaUser": f"starling-{name}",
-        "resources": {
-            "requests": {"cpu": "50m", "memory": "128Mi"},
-            "limits": {"memory": "256Mi"},
-        },
+        "resources": _IDENTITY_RESOURCES if name == "identity" else _RESOURCES,
         "autoscaling": {
             "enabled": settings.autoscaling,
             "minReplicas": settings.replicas,
@@ -46,6 +52,7 @@ def chart_values(
     pull_policy: str,
     store_host: str,
     store_password_secret: str,
+    auth: AuthValues,
 ) -> dict[str, Any]:
     repository, tag = split_image(image)
     return {
@@ -61,11 +68,15 @@ def chart_values(
             "port": meta.STORE_PORT,
             "passwordSecret": {"name": store_password_secret, "key": "password"},
         },
-        "services": {name: _service_values(name, settings) for name in meta.SERVICE_NAMES},
+        "services": {name: _service_values(name, settings, auth) for name in meta.SERVICE_NAMES},
         "networkPolicy": {"enabled": settings.network_policy},
         "podDisruptionBudget": {"enabled": settings.pod_disruption_budget, "minAvailable": 1},
         "metrics": {"port": meta.METRICS_PORT},
-        "gateway": {"service": {"type": "ClusterIP", "port": meta.GATEWAY_PORT}},
+        "gateway": {
+            "service": {"type": "ClusterIP", "port": meta.GATEWAY_PORT},
+            "trustUserHeader": auth.trust_user_header,
+        },
+        "identity": auth.identity,
     }
 
 
@@ -77,6 +88,7 @@ class ServicesArgs:
     namespace: pulumi.Input[str]
     store_host: str
     store_password_secret: str
+    auth: AuthValues
     # Kafka users and topics (their Secrets must exist before a pod starts) and the store.
     depends_on: Sequence[pulumi.Resource]
 
@@ -85,6 +97,8 @@ class Services(pulumi.ComponentResource):
     release: k8s.helm.v3.Release
     # None when the gateway is not among the runnable services (see `_service_values`).
     gateway_url: str | None
+    # The built-in identity service's in-cluster URL; None when it is not deployed.
+    identity_url: str | None
 
     def __init__(
         self, name: str, args: ServicesArgs, opts: pulumi.ResourceOptions | None = None
@@ -103,6 +117,7 @@ class Services(pulumi.ComponentResource):
                     args.pull_policy,
                     args.store_host,
                     args.store_password_secret,
+                    args.auth,
                 ),
                 timeout=600,
             ),
@@ -114,4 +129,5 @@ class Services(pulumi.ComponentResource):
             if "gateway" in RUNNABLE_SERVICES
             else None
         )
-        self.register_outputs({"gatewayUrl": self.gateway_url})
+        self.identity_url = meta.IDENTITY_IN_CLUSTER_URL if args.auth.builtin else None
+        self.register_outputs({"gatewayUrl": self.gateway_url, "identityUrl": self.identity_url})

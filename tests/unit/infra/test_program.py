@@ -48,12 +48,13 @@ def test_dev_resource_graph(dev_run: ProgramRun) -> None:
             "Airflow": 1,
             "MetadataDatabase": 1,
             "Services": 1,
+            "Identity": 1,
             "Namespace": 3,
             "Release": 3,
             "ConfigMap": 1,
-            # user passwords + store + database + airflow keys + kafka and store connections
-            # + CA copy
-            "Secret": N_PRINCIPALS + 6,
+            # user passwords + store + database + airflow keys + airflow UI admin + kafka and
+            # store connections + CA copy + the identity service's seed
+            "Secret": N_PRINCIPALS + 8,
             "Service": 3,
             "StatefulSet": 2,
             "NetworkPolicy": 2,
@@ -69,7 +70,9 @@ def test_prod_resource_graph(prod_run: ProgramRun) -> None:
     counts = _count(prod_run)
     assert counts["KafkaNodePool"] == 2
     assert counts["KafkaUser"] == N_SERVICE_PRINCIPALS  # no dev tools in production
-    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 6
+    # As dev, less the identity seed: prod's example trusts an external OIDC provider.
+    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 7
+    assert counts["Identity"] == 0
     assert counts["KafkaTopic"] == N_TOPICS
     assert counts["Release"] == 3
 
@@ -591,7 +594,7 @@ def test_services_release_values_follow_the_contract(stack_run: ProgramRun) -> N
     assert release.inputs["namespace"] == "starling"
     assert set(values) == {
         "image", "kafka", "store", "services", "networkPolicy", "podDisruptionBudget",
-        "metrics", "gateway",
+        "metrics", "gateway", "identity",
     }  # fmt: skip
     assert values["image"] == {
         "repository": "starling/services",
@@ -609,7 +612,11 @@ def test_services_release_values_follow_the_contract(stack_run: ProgramRun) -> N
         "port": 6379,
         "passwordSecret": {"name": "starling-valkey", "key": "password"},
     }
-    assert set(values["services"]) == {"ingestion", "trends", "timelines", "notifier", "gateway"}
+    assert set(values["services"]) == {
+        "ingestion", "trends", "timelines", "notifier", "gateway", "identity",
+    }  # fmt: skip
+    # The built-in identity service runs in dev; prod's example uses an external issuer.
+    assert values["services"]["identity"]["enabled"] is (stack_run.stack == "dev")
     users = {u.inputs["metadata"]["name"] for u in stack_run.of_kind("KafkaUser")}
     for name, service in values["services"].items():
         assert service["kafkaUser"] == f"starling-{name}"
@@ -619,7 +626,10 @@ def test_services_release_values_follow_the_contract(stack_run: ProgramRun) -> N
             "enabled", "minReplicas", "maxReplicas", "targetCPUUtilizationPercentage",
         }  # fmt: skip
     assert values["metrics"] == {"port": 9100}
-    assert values["gateway"] == {"service": {"type": "ClusterIP", "port": 8080}}
+    assert values["gateway"] == {
+        "service": {"type": "ClusterIP", "port": 8080},
+        "trustUserHeader": {"enabled": False, "proxies": [], "namespaces": []},
+    }
     # The services start only once their users (and the Secrets Strimzi writes) exist.
     user_urns = {u.urn for u in stack_run.of_kind("KafkaUser")}
     assert user_urns <= set(release.dependencies)
