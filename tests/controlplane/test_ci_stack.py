@@ -122,6 +122,7 @@ def test_up_creates_every_resource(ci: CiStack) -> None:
     assert outputs["kafkaBootstrapServers"] == "starling-kafka-bootstrap.starling.svc:9093"
     # The program deploys only the services `starling run` can start (gateway included).
     assert ("gatewayUrl" in outputs) == ("gateway" in RUNNABLE_SERVICES)
+    assert outputs["identityIssuer"] == "http://localhost:8081"
     assert "airflowUrl" not in outputs  # airflow.enabled: false in the ci stack
 
 
@@ -193,6 +194,30 @@ def test_user_password_secrets_hold_the_seed_derived_passwords(
         # Recomputed here from the documented scheme (HMAC-SHA256 of the purpose label).
         label = f"starling/v1/kafka-user/{principal.name}".encode()
         assert stored == hmac.new(stack_seed.encode(), label, hashlib.sha256).hexdigest()
+
+
+def test_identity_seed_is_derived_and_mounted_as_a_file(api: KubeApi, stack_seed: str) -> None:
+    """The ci stack is a dev stack without an external issuer: the built-in identity service
+    runs, its seed Secret holds the documented derivation, and the gateway trusts it."""
+    secret = _items(api, "v1", "secrets")["starling-identity-seed"]
+    stored = base64.b64decode(secret["data"]["seed"]).decode()
+    label = b"starling/v1/identity/signing-seed"
+    assert stored == hmac.new(stack_seed.encode(), label, hashlib.sha256).hexdigest()
+    deployments = _items(api, "apps/v1", "deployments")
+    identity = deployments["starling-services-identity"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in identity["volumes"]}
+    assert volumes["identity-seed"]["secret"]["secretName"] == "starling-identity-seed"
+    (container,) = identity["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["STARLING_IDENTITY_SEED_FILE"]["value"] == "/etc/starling/identity/seed"
+    assert all("seed" not in str(e.get("valueFrom", "")) for e in env.values())
+    (gateway,) = deployments["starling-services-gateway"]["spec"]["template"]["spec"]["containers"]
+    gateway_env = {e["name"]: e.get("value") for e in gateway["env"]}
+    assert gateway_env["STARLING_GATEWAY_AUTH"] == "token"
+    assert gateway_env["STARLING_GATEWAY_REVOCATION"] == "store"
+    assert gateway_env["STARLING_GATEWAY_JWKS_URL"] == (
+        "http://starling-services-identity.starling.svc:8081/.well-known/jwks.json"
+    )
 
 
 def test_services_deployments_and_network_policies(api: KubeApi) -> None:
