@@ -132,3 +132,85 @@ def test_logins_start_asset_triggered_login_runs(kind_context: str) -> None:
             f"no successful asset-triggered login_events run within 300 s: {runs or result.stderr}"
         )
         time.sleep(10)
+
+
+class _PortForward:
+    """`kubectl port-forward` to a Service for the length of a `with` block."""
+
+    def __init__(self, context: str, namespace: str, service: str, port: int) -> None:
+        self.args = [
+            "kubectl", "--context", context, "-n", namespace, "port-forward",
+            f"svc/{service}", f"{port}:{port}",
+        ]  # fmt: skip
+        self.url = f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> str:
+        import httpx
+
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(self.url, timeout=1)
+                return self.url
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, f"{' '.join(self.args)} never answered"
+                time.sleep(0.5)
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def test_demo_user_signs_in_and_reads_only_with_a_token(kind_context: str) -> None:
+    """The dev stack: the built-in issuer signs u1 in with the dev password, the gateway
+    accepts that token and refuses a request without one."""
+    import httpx
+
+    with (
+        _PortForward(kind_context, NAMESPACE, "starling-services-identity", 8081) as identity,
+        _PortForward(kind_context, NAMESPACE, "starling-services-gateway", 8080) as gateway,
+    ):
+        session = httpx.post(
+            f"{identity}/v1/sessions",
+            json={"username": "u1", "password": "starling-dev-password"},
+            timeout=30,
+        )
+        assert session.status_code == 201, session.text
+        token = session.json()["access_token"]
+        timeline = f"{gateway}/v1/users/1/timeline"
+        assert httpx.get(timeline, timeout=10).status_code == 401
+        authorized = httpx.get(timeline, headers={"authorization": f"Bearer {token}"}, timeout=10)
+        assert authorized.status_code == 200, authorized.text
+
+
+def test_airflow_ui_has_no_admin_admin(kind_context: str) -> None:
+    """SimpleAuthManager knows only starling-admin, with the seed-derived password."""
+    import base64
+
+    import httpx
+
+    secret = json.loads(
+        subprocess.run(
+            [
+                "kubectl", "--context", kind_context, "-n", AIRFLOW_NAMESPACE, "get",
+                "secret", "starling-airflow-ui-admin", "-o", "json",
+            ],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+    )  # fmt: skip
+    password = base64.b64decode(secret["data"]["password"]).decode()
+    with _PortForward(kind_context, AIRFLOW_NAMESPACE, "starling-airflow-api-server", 8080) as url:
+        default = httpx.post(
+            f"{url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30
+        )
+        assert default.status_code in (401, 403), default.text
+        ours = httpx.post(
+            f"{url}/auth/token",
+            json={"username": "starling-admin", "password": password},
+            timeout=30,
+        )
+        assert ours.status_code in (200, 201), ours.status_code
+        assert ours.json()["access_token"]
