@@ -33,9 +33,11 @@ import redis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starling.events import (
     MAX_EVENT_BYTES,
@@ -216,6 +218,32 @@ def event_error(error: EventError) -> ApiError:
     return ApiError(ERROR_STATUS[error.kind], error.kind.value, error.reason, error.field)
 
 
+class HeadSizeLimit:
+    """431 for a request whose line and headers pass `max_bytes`. The server's h11 bound
+    stops a head that never ends; a complete head arriving in one read passes it, so the
+    limit is applied again here, where the head is parsed (a sum over a few headers)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            for name, value in scope["headers"]:
+                size += len(name) + len(value) + 4  # ": " and CRLF
+            if size > self.max_bytes:
+                error = ApiError(
+                    431,
+                    "header_too_large",
+                    f"the request line and headers exceed the gateway's limit of"
+                    f" {self.max_bytes} bytes",
+                )
+                await error.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 class GatewayHealth(HealthState):
     """Alive while the event loop keeps beating and the producer has not failed fatally."""
 
@@ -313,6 +341,7 @@ class Gateway:
                 ),
             ],
             exception_handlers={HTTPException: _http_error},
+            middleware=[Middleware(HeadSizeLimit, max_bytes=settings.max_header_bytes)],
             lifespan=self._lifespan,
         )
 

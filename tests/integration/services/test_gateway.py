@@ -1,6 +1,9 @@
 """The gateway against a real broker and a real Redis: events in (acknowledged, keyed,
 validated, bounded when the broker is gone), reads out, and the SSE stream fed by the
-real trends topic and by the real timelines and notifier services."""
+real trends topic and by the real timelines and notifier services. Every request proves
+its user with a real token from a real issuer serving its JWKS on 127.0.0.1
+(tests/tokens.py); sign-out (revocation in the store), blocks, stream caps, header mode
+and oversized heads are checked against the served gateway."""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ from starling.events import (
     Trend,
     TweetCreated,
     TweetEnriched,
-    UserLogin,
+    UserInteraction,
     decode,
     encode,
     new_event,
@@ -61,6 +64,7 @@ from tests.integration.services.helpers import (
     service_command,
     wait_for,
 )
+from tests.tokens import TokenIssuer
 
 if TYPE_CHECKING:
     import redis
@@ -70,7 +74,15 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-USER = "X-Starling-User"
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[TokenIssuer]:
+    with TokenIssuer.start() as running:
+        yield running
+
+
+def auth(issuer: TokenIssuer, user: int, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.mint(user, **claims)}"}
 
 
 class RunningGateway:
@@ -97,9 +109,13 @@ class RunningGateway:
         assert not self._thread.is_alive(), "the gateway did not stop"
 
 
-def start_gateway(deployment: Deployment, **settings: Any) -> RunningGateway:
+def start_gateway(
+    deployment: Deployment, issuer: TokenIssuer | None, **settings: Any
+) -> RunningGateway:
+    """Trusting `issuer`'s tokens, or (issuer None) as `settings` say (header mode)."""
     runtime = deployment.settings("gateway", starling_shutdown_timeout_s=5.0)
-    options: dict[str, Any] = {"http_host": "127.0.0.1", "http_port": 0, **settings}
+    trust = issuer.gateway_settings() if issuer is not None else {}
+    options: dict[str, Any] = {"http_host": "127.0.0.1", "http_port": 0, **trust, **settings}
     return RunningGateway(build_server(runtime, GatewaySettings(**options)))
 
 
@@ -118,41 +134,62 @@ def tweet_body(author: int, tweet_id: int, **extra: Any) -> dict[str, Any]:
 
 
 def test_post_is_acknowledged_keyed_and_validated(
-    deployment: Deployment, kafka: KafkaCluster
+    deployment: Deployment, kafka: KafkaCluster, issuer: TokenIssuer
 ) -> None:
-    with start_gateway(deployment) as running, httpx.Client(base_url=running.url) as http:
+    seven = auth(issuer, 7)
+    with (
+        start_gateway(deployment, issuer) as running,
+        httpx.Client(base_url=running.url) as http,
+    ):
         wait_for(running.gateway.health.ready, 20, "readiness")
         body = tweet_body(author=7, tweet_id=4242, unknown_extra="dropped")
         started = time.monotonic()
-        accepted = http.post("/v1/events", json=body, headers={USER: "7"})
+        accepted = http.post("/v1/events", json=body, headers=seven)
         elapsed = time.monotonic() - started
         assert accepted.status_code == 202, accepted.text
         answer = accepted.json()
         assert answer["event_id"] == body["event_id"]
         assert answer["topic"] == deployment.topic(TWEETS) and answer["type"] == "tweet.created"
 
-        login = new_event(
-            UserLogin,
-            user_id=7,
-            success=True,
-            ip="10.0.0.1",
-            country="NL",
-            device_id="d1",
-            platform=Platform.WEB,
-        )
-        assert (
-            http.post("/v1/events", content=encode(login), headers={USER: "7"}).status_code == 202
-        )
-
+        # A login as clients used to post it (schema v1): refused now, whatever its shape.
+        login = json.dumps(
+            {
+                "type": "user.login",
+                "event_id": str(uuid.uuid4()),
+                "schema_version": 1,
+                "event_time": "2026-11-27T10:00:00Z",
+                "user_id": 7,
+                "success": True,
+                "ip": "10.0.0.1",
+                "country": "NL",
+                "device_id": "d1",
+                "platform": "web",
+            }
+        ).encode()
+        json_as_seven = {**seven, "Content-Type": "application/json"}
         refused = [
-            http.post("/v1/events", content=b"{", headers={USER: "7"}),
-            http.post("/v1/events", json=tweet_body(7, 1, text=""), headers={USER: "7"}),
-            http.post("/v1/events", json=tweet_body(7, 2, type="trend"), headers={USER: "7"}),
-            http.post("/v1/events", json=tweet_body(8, 3), headers={USER: "7"}),
-            http.post("/v1/events", content=b"x" * 70_000, headers={USER: "7"}),
+            http.post("/v1/events", content=login, headers=json_as_seven),
+            http.post("/v1/events", content=b"{", headers=json_as_seven),
+            http.post("/v1/events", json=tweet_body(7, 1, text=""), headers=seven),
+            http.post("/v1/events", json=tweet_body(7, 2, type="trend"), headers=seven),
+            http.post("/v1/events", json=tweet_body(8, 3), headers=seven),
+            http.post("/v1/events", content=b"x" * 70_000, headers=json_as_seven),
+            http.post("/v1/events", content=login, headers=seven),
+            http.post("/v1/events", json=tweet_body(7, 4)),
         ]
-        assert [r.status_code for r in refused] == [400, 400, 422, 403, 413]
-        assert refused[1].json()["field"] == "$.text"
+        assert [(r.status_code, r.json()["reason"]) for r in refused] == [
+            # Logins are the identity service's facts, never a client's claim.
+            (422, "wrong_type"),
+            (400, "malformed"),
+            (400, "invalid"),
+            (422, "wrong_type"),
+            (403, "not_your_resource"),
+            (413, "too_large"),
+            (415, "unsupported_media_type"),
+            (401, "missing"),
+        ]
+        assert "identity service" in refused[0].json()["message"]
+        assert refused[2].json()["field"] == "$.text"
         metrics = httpx.get(running.metrics_url + "/metrics").text
         tweets_topic = deployment.topic(TWEETS)
         assert f'starling_gateway_events_accepted_total{{topic="{tweets_topic}"}} 1.0' in metrics
@@ -166,24 +203,23 @@ def test_post_is_acknowledged_keyed_and_validated(
     produced = decode(message.value())
     assert isinstance(produced, TweetCreated) and str(produced.event_id) == body["event_id"]
     assert b"unknown_extra" not in message.value()
-    logins = read_topic(kafka, deployment.topic("user.logins"), expected=1, timeout=20)
-    assert [m.key() for m in logins] == [b"7"]
     print(f"POST -> acknowledged 202 in {elapsed * 1000:.1f} ms")
 
 
 def test_unreachable_broker_is_503_within_the_bound(
-    kafka: KafkaCluster, redis_server: RedisServer
+    kafka: KafkaCluster, redis_server: RedisServer, issuer: TokenIssuer
 ) -> None:
     # A port nobody listens on: the broker is unreachable from the start.
     closed_port = free_ports(1)[0]
     deployment = Deployment(kafka, new_prefix(), redis_server.host, redis_server.port)
     deployment.overrides["kafka_bootstrap_servers"] = f"127.0.0.1:{closed_port}"
     with (
-        start_gateway(deployment, ack_timeout_s=2.0, trust_user_header=False) as running,
+        start_gateway(deployment, issuer, ack_timeout_s=2.0) as running,
         httpx.Client(base_url=running.url, timeout=30) as http,
     ):
+        headers = auth(issuer, 7)
         started = time.monotonic()
-        response = http.post("/v1/events", json=tweet_body(7, 5))
+        response = http.post("/v1/events", json=tweet_body(7, 5), headers=headers)
         elapsed = time.monotonic() - started
         assert response.status_code == 503, response.text
         assert response.json()["error"] == "not_acknowledged"
@@ -199,10 +235,12 @@ def test_unreachable_broker_is_503_within_the_bound(
 
 @dataclass
 class Stream:
-    """An SSE client in a thread, collecting (event, id, data) triples."""
+    """An SSE client in a thread, collecting (event, id, data) triples. It sends its
+    token in the session cookie, as a browser's EventSource does."""
 
     url: str
     user: int
+    token: str
     events: list[tuple[str, str | None, Any]] = field(default_factory=list)
     connected: threading.Event = field(default_factory=threading.Event)
     closed: threading.Event = field(default_factory=threading.Event)
@@ -213,7 +251,7 @@ class Stream:
         return self
 
     def _run(self) -> None:
-        headers = {USER: str(self.user)}
+        headers = {"Cookie": f"starling_session={self.token}"}
         url = f"{self.url}/v1/users/{self.user}/stream"
         event: dict[str, str] = {}
         with (
@@ -242,7 +280,7 @@ class Stream:
 
 
 def test_stream_pushes_trends_to_all_and_user_updates_to_their_user(
-    deployment: Deployment, kafka: KafkaCluster, redis_client: redis.Redis
+    deployment: Deployment, kafka: KafkaCluster, redis_client: redis.Redis, issuer: TokenIssuer
 ) -> None:
     from confluent_kafka import Producer
 
@@ -267,11 +305,12 @@ def test_stream_pushes_trends_to_all_and_user_updates_to_their_user(
         ).start(),
     ]
     try:
-        with start_gateway(deployment, heartbeat_s=1.0) as running:
+        with start_gateway(deployment, issuer, heartbeat_s=1.0) as running:
             gateway = running.gateway
             assert gateway.trend_feed is not None and gateway.live_feed is not None
             assert gateway.trend_feed.ready.wait(20) and gateway.live_feed.ready.wait(20)
-            alice, bob = Stream(running.url, 10).start(), Stream(running.url, 20).start()
+            alice = Stream(running.url, 10, issuer.mint(10)).start()
+            bob = Stream(running.url, 20, issuer.mint(20)).start()
 
             # Trends: from the end of the topic, so produce until one arrives (the first may
             # land before the consumer resolved "the end").
@@ -343,7 +382,7 @@ def test_stream_pushes_trends_to_all_and_user_updates_to_their_user(
             time.sleep(1.5)  # a heartbeat interval: anything misrouted would have arrived
             assert bob.of("timeline") == [] and bob.of("notification") == []
 
-            check_reads(running, redis_client, enriched, entry["id"], now)
+            check_reads(running, issuer, redis_client, enriched, entry["id"], now)
         # Stopping the gateway ends both streams with a close event.
         assert alice.closed.wait(10) and bob.closed.wait(10)
         assert alice.events[-1][0] == "close" and alice.events[-1][2]["reason"] == "shutdown"
@@ -354,6 +393,7 @@ def test_stream_pushes_trends_to_all_and_user_updates_to_their_user(
 
 def check_reads(
     running: RunningGateway,
+    issuer: TokenIssuer,
     redis_client: redis.Redis,
     enriched: TweetEnriched,
     notification_id: str,
@@ -361,12 +401,19 @@ def check_reads(
 ) -> None:
     """The state the stream announced, through the read API."""
     with httpx.Client(base_url=running.url) as http:
-        timeline = http.get("/v1/users/10/timeline", headers={USER: "10"}).json()
+        alice = auth(issuer, 10)
+        timeline = http.get("/v1/users/10/timeline", headers=alice).json()
         assert timeline["tweets"] == [{"tweet_id": 555, "tweet": json.loads(encode(enriched))}]
-        inbox = http.get("/v1/users/10/notifications", headers={USER: "10"}).json()
+        inbox = http.get("/v1/users/10/notifications", headers=alice).json()
         assert [n["id"] for n in inbox["notifications"]] == [notification_id]
-        other = http.get("/v1/users/20/timeline", headers={USER: "20"}).json()
+        other = http.get("/v1/users/20/timeline", headers=auth(issuer, 20)).json()
         assert other["tweets"] == []
+        # Bob's token on Alice's data, and Alice's on Bob's stream: refused, nothing read.
+        for path in ("/v1/users/10/timeline", "/v1/users/10/notifications"):
+            response = http.get(path, headers=auth(issuer, 20))
+            assert (response.status_code, response.json()["reason"]) == (403, "not_your_resource")
+        response = http.get("/v1/users/20/stream", headers=alice)
+        assert (response.status_code, response.json()["reason"]) == (403, "not_your_resource")
         assert http.get("/v1/trends").json() == {"trends": []}
         # Trends as the trends service closes a window.
         window = int(now.timestamp()) // 300 * 300
@@ -379,15 +426,19 @@ def check_reads(
         assert "starling_gateway_streams 2.0" in metrics
 
 
-def test_starling_run_gateway_process(deployment: Deployment) -> None:
+def test_starling_run_gateway_process(deployment: Deployment, issuer: TokenIssuer) -> None:
     http_port, metrics_port = free_ports(2)
     env = deployment.env(
         "gateway",
         HTTP_PORT=str(http_port),
         METRICS_PORT=str(metrics_port),
-        STARLING_GATEWAY_TRUST_USER_HEADER="false",
+        STARLING_GATEWAY_ISSUER=issuer.issuer,
+        STARLING_GATEWAY_AUDIENCE=issuer.audience,
         STARLING_SHUTDOWN_TIMEOUT_S="5",
+        LOG_LEVEL="DEBUG",
     )
+    token = issuer.mint(3)
+    output = ""
     process = subprocess.Popen(
         service_command("gateway"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -403,8 +454,19 @@ def test_starling_run_gateway_process(deployment: Deployment) -> None:
         wait_for(ready, 30, "/readyz of `starling run gateway`")
         assert httpx.get(metrics + "/healthz").status_code == 200
         url = f"http://127.0.0.1:{http_port}"
-        assert httpx.post(url + "/v1/events", json=tweet_body(3, 77)).status_code == 202
-        stream = Stream(url, 3).start()
+        headers = {"Authorization": f"Bearer {token}"}
+        assert (
+            httpx.post(url + "/v1/events", json=tweet_body(3, 77), headers=headers).status_code
+            == 202
+        )
+        # Refusals are logged by reason at most, never with the token.
+        assert (
+            httpx.get(
+                url + "/v1/users/3/timeline", headers={"Authorization": f"Bearer {token[:-4]}"}
+            ).status_code
+            == 401
+        )
+        stream = Stream(url, 3, token).start()
         process.send_signal(signal.SIGTERM)
         assert process.wait(15) == 0
         assert stream.closed.wait(5)
@@ -415,10 +477,13 @@ def test_starling_run_gateway_process(deployment: Deployment) -> None:
             process.wait()
         output = process.stdout.read().decode() if process.stdout else ""
         print(output[-3000:])
+    assert "gateway: serving" in output  # the log was captured: the next check means something
+    signature = token.rsplit(".", 1)[1]
+    assert token not in output and signature not in output and token[:40] not in output
 
 
 def test_stream_pushes_followed_accounts_tweets_fanned_out_by_ingestion(
-    deployment: Deployment, kafka: KafkaCluster, redis_client: redis.Redis
+    deployment: Deployment, kafka: KafkaCluster, redis_client: redis.Redis, issuer: TokenIssuer
 ) -> None:
     """A tweet through the real ingestion service reaches, live, the streams of the
     author's connected followers (and the author), not a follower who muted the author
@@ -445,11 +510,13 @@ def test_stream_pushes_followed_accounts_tweets_fanned_out_by_ingestion(
         settings, IngestionHandler(settings, settings=IngestionSettings()), serve_metrics=False
     ).start()
     try:
-        with start_gateway(deployment, heartbeat_s=1.0, follow_refresh_s=0.5) as running:
+        with start_gateway(deployment, issuer, heartbeat_s=1.0, follow_refresh_s=0.5) as running:
             gateway = running.gateway
             assert gateway.live_feed is not None and gateway.live_feed.ready.wait(20)
-            streams = {user: Stream(running.url, user).start() for user in (alice, bob, carol)}
-            streams[xavier] = Stream(running.url, xavier).start()
+            streams = {
+                user: Stream(running.url, user, issuer.mint(user)).start()
+                for user in (alice, bob, carol, xavier)
+            }
             wait_for(lambda: gateway.follows.following(alice) == {xavier}, 10, "alice's follows")
             wait_for(lambda: gateway.follows.connected(bob), 10, "bob's stream")
             # Muted accounts are left out when loading: Bob's followed set is empty.
@@ -529,7 +596,7 @@ READER, MUTED, BLOCKED, SHOWN, BLOCKER = 1, 100, 200, 300, 400
 
 @pytest.fixture
 def timeline_http(
-    redis_server: RedisServer, redis_client: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis, issuer: TokenIssuer
 ) -> Iterator[Callable[..., dict[str, Any]]]:
     """GET a user's timeline from a gateway app on the real Redis (no lifespan, so no
     Kafka: the read route only talks to the store), as the user themselves."""
@@ -540,7 +607,9 @@ def timeline_http(
         store_port=redis_server.port,
     )
     gateway = Gateway(
-        runtime, GatewaySettings(timeline_scan_factor=3), producer_overrides={"log_level": 0}
+        runtime,
+        GatewaySettings(**issuer.gateway_settings(timeline_scan_factor=3)),
+        producer_overrides={"log_level": 0},
     )
 
     def get(user: int, **query: int) -> dict[str, Any]:
@@ -548,7 +617,7 @@ def timeline_http(
             transport = httpx.ASGITransport(app=gateway.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
                 return await http.get(
-                    f"/v1/users/{user}/timeline", params=query, headers={USER: str(user)}
+                    f"/v1/users/{user}/timeline", params=query, headers=auth(issuer, user)
                 )
 
         response = asyncio.run(send())
@@ -711,3 +780,189 @@ def test_paging_is_exact_for_ids_that_tie_as_scores(
     pages = read_all(timeline_http, READER, limit=3)
     assert [t for page in pages for t in ids_of(page)] == visible
     assert [len(ids_of(page)) for page in pages] == [3, 3, 3, 1]
+
+
+# ---------------------------------------------------------------- identity and limits
+
+
+def test_signed_out_session_is_refused_within_the_recheck_interval(
+    redis_server: RedisServer, redis_client: redis.Redis, issuer: TokenIssuer
+) -> None:
+    """Sign-out as the identity service records it (the revocation key in the real store)
+    reaches a token the gateway has cached as verified within the recheck interval."""
+    runtime = RuntimeSettings(
+        starling_service="gateway",
+        kafka_bootstrap_servers="127.0.0.1:1",
+        store_host=redis_server.host,
+        store_port=redis_server.port,
+    )
+    settings = GatewaySettings(
+        **issuer.gateway_settings(revocation="store", revocation_recheck_s=0.5)
+    )
+    gateway = Gateway(runtime, settings, producer_overrides={"log_level": 0})
+    signed_out, other = issuer.session(), issuer.session()
+    token = issuer.mint(7, session=signed_out)
+    same_user_other_device = issuer.mint(7, session=other)
+
+    async def scenario() -> tuple[float, int]:
+        transport = httpx.ASGITransport(app=gateway.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+
+            async def read(bearer: str) -> httpx.Response:
+                headers = {"Authorization": f"Bearer {bearer}"}
+                return await http.get("/v1/users/7/timeline", headers=headers)
+
+            assert (await read(token)).status_code == 200
+            assert (await read(same_user_other_device)).status_code == 200
+            ttl = 600
+            redis_client.set(keys.revoked_session(signed_out), b"1", ex=ttl)
+            revoked_at = time.monotonic()
+            answered_ok = 0
+            while True:
+                response = await read(token)
+                if response.status_code == 401:
+                    break
+                assert response.status_code == 200
+                answered_ok += 1
+                assert time.monotonic() - revoked_at < 2.0, "sign-out not honoured"
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - revoked_at
+            assert response.json()["reason"] == "revoked"
+            assert 'error_description="revoked"' in response.headers["www-authenticate"]
+            # Refused from now on, cached or freshly presented; the other session is not.
+            assert (await read(token)).json()["reason"] == "revoked"
+            assert (await read(same_user_other_device)).status_code == 200
+            return took, answered_ok
+
+    try:
+        took, answered_ok = asyncio.run(scenario())
+    finally:
+        gateway.store.close()
+    assert took <= 0.5 + 0.3, took
+    print(f"sign-out honoured after {took:.2f} s ({answered_ok} reads in between; recheck 0.5 s)")
+
+
+def test_blocked_users_cannot_interact_with_or_reply_to_the_blocker(
+    deployment: Deployment, redis_client: redis.Redis, issuer: TokenIssuer
+) -> None:
+    alice, blocker, carol = 7, 9, 11
+    redis_client.sadd(keys.blocked(blocker), alice)
+    as_alice = auth(issuer, alice)
+
+    def interaction(action: str, target: int, tweet_id: int | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"tweet_id": tweet_id} if tweet_id is not None else {}
+        event = new_event(
+            UserInteraction, actor_id=alice, action=action, target_user_id=target, **fields
+        )
+        return dict(json.loads(encode(event)))
+
+    reply = tweet_body(alice, 900, reply_to_tweet_id=50, reply_to_user_id=blocker)
+    with (
+        start_gateway(deployment, issuer) as running,
+        httpx.Client(base_url=running.url, timeout=30) as http,
+    ):
+        wait_for(running.gateway.health.ready, 20, "readiness")
+
+        def post(body: dict[str, Any]) -> tuple[int, str | None]:
+            response = http.post("/v1/events", json=body, headers=as_alice)
+            return response.status_code, response.json().get("reason")
+
+        refused = [
+            post(interaction("like", blocker, 50)),
+            post(interaction("retweet", blocker, 50)),
+            post(interaction("reply", blocker, 50)),
+            post(interaction("quote", blocker, 50)),
+            post(interaction("follow", blocker)),
+            post(reply),
+        ]
+        assert refused == [(403, "blocked")] * 6
+        # Undoing and protecting oneself stay possible; others are not affected.
+        allowed = [
+            post(interaction("unfollow", blocker)),
+            post(interaction("unlike", blocker, 50)),
+            post(interaction("block", blocker)),
+            post(interaction("mute", blocker)),
+            post(interaction("like", carol, 60)),
+            post(tweet_body(alice, 901, reply_to_tweet_id=60, reply_to_user_id=carol)),
+        ]
+        assert [status for status, _ in allowed] == [202] * 6
+        redis_client.srem(keys.blocked(blocker), alice)
+        assert post(interaction("like", blocker, 50))[0] == 202
+        metrics = httpx.get(running.metrics_url + "/metrics").text
+        assert 'starling_gateway_auth_failures_total{reason="blocked"} 6.0' in metrics
+
+
+def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
+    """Status and body of one request sent as raw bytes (httpx would refuse to send some)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(head)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    status_line, _, rest = received.partition(b"\r\n")
+    return int(status_line.split(b" ")[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def test_stream_cap_per_user_and_oversized_headers(
+    deployment: Deployment, issuer: TokenIssuer
+) -> None:
+    with start_gateway(
+        deployment, issuer, max_streams_per_user=2, max_header_bytes=8192, heartbeat_s=1.0
+    ) as running:
+        first = Stream(running.url, 5, issuer.mint(5)).start()
+        second = Stream(running.url, 5, issuer.mint(5)).start()
+        third = httpx.get(running.url + "/v1/users/5/stream", headers=auth(issuer, 5))
+        assert third.status_code == 429
+        assert (third.json()["error"], third.json()["reason"]) == ("too_many_streams",) * 2
+        # The cap is per user: another user streams.
+        other = Stream(running.url, 6, issuer.mint(6)).start()
+        assert not other.closed.is_set()
+
+        token = issuer.mint(5)
+        padding = b"x" * 10_000
+        status, body = raw_request(
+            running.server.port,
+            b"GET /v1/users/5/timeline HTTP/1.1\r\nHost: gw\r\n"
+            b"Authorization: Bearer " + token.encode() + b"\r\n"
+            b"X-Padding: " + padding + b"\r\n\r\n",
+        )
+        assert status == 431
+        assert json.loads(body)["reason"] == "header_too_large"
+        # A huge header line sent without ever ending the head: refused all the same.
+        status, body = raw_request(
+            running.server.port, b"GET /v1/trends HTTP/1.1\r\nX-A: " + b"y" * 20_000
+        )
+        assert status == 431
+        # Still serving, and a head within the limit is fine.
+        fine = httpx.get(
+            running.url + "/v1/users/5/timeline",
+            headers={**auth(issuer, 5), "X-Padding": "x" * 4000},
+        )
+        assert fine.status_code == 200, fine.text
+        assert first.events == [] and second.events == []
+
+
+@pytest.mark.parametrize(
+    ("proxies", "trusted"), [("127.0.0.0/8,10.0.0.0/8", True), ("10.0.0.0/8", False)]
+)
+def test_header_mode_counts_the_header_only_from_trusted_proxies(
+    deployment: Deployment, proxies: str, trusted: bool
+) -> None:
+    with (
+        start_gateway(deployment, None, auth="header", trusted_proxies=proxies) as running,
+        httpx.Client(base_url=running.url) as http,
+    ):
+        response = http.get("/v1/users/7/timeline", headers={"X-Starling-User": "7"})
+        if trusted:
+            assert response.status_code == 200, response.text
+            other = http.get("/v1/users/8/timeline", headers={"X-Starling-User": "7"})
+            assert (other.status_code, other.json()["reason"]) == (403, "not_your_resource")
+        else:
+            assert (response.status_code, response.json()["reason"]) == (401, "untrusted_peer")
+        # Tokens mean nothing in header mode.
+        assert (
+            http.get("/v1/users/7/timeline", headers={"Authorization": "Bearer x"}).status_code
+            == 401
+        )

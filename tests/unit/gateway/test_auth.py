@@ -466,3 +466,17 @@ def test_openapi_event_schemas_match_the_code() -> None:
         if "description" in schema:
             schema["description"] = " ".join(schema["description"].split())
         assert documented[name] == schema, name
+
+
+def test_oversized_heads_are_431_before_any_route(client: Client, issuer: TokenIssuer) -> None:
+    headers = {**bearer(issuer.mint(7)), "X-Padding": "x" * 17_000}
+    for response in (
+        client.get(TIMELINE, headers=headers),
+        client.get("/v1/trends", headers=headers),
+        client.get("/v1/trends?" + "q=1&" * 5000),
+    ):
+        assert response.status_code == 431
+        assert response.json()["reason"] == "header_too_large"
+    # Within the limit (16 KiB by default): served.
+    padded = {**bearer(issuer.mint(7)), "X-Padding": "x" * 12_000}
+    assert passed_identity(client.get(TIMELINE, headers=padded))
