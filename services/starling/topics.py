@@ -158,9 +158,11 @@ CATALOG = TopicCatalog(
     (
         TopicSpec(
             name=LOGINS,
-            description="login attempts from clients; drive the event-driven login DAG",
+            description="sign-in attempts (every outcome) recorded by the identity service; drive the"
+            " event-driven login DAG",
             event_types=(UserLogin,),
-            key="user_id",
+            # A sign-in under a name that matches no account has no user id.
+            key="user_id, else name:<username>",
             partitions=6,
             retention_ms=7 * DAY_MS,
         ),
