@@ -50,6 +50,7 @@ from jwt.exceptions import (
     PyJWKSetError,
 )
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from starling.gateway.settings import GatewaySettings, IpNetwork
 from starling.identity.contract import (
@@ -138,9 +139,9 @@ def parse_subject(value: object) -> int:
     return int(value)
 
 
-def bearer_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
+def bearer_token(request: HTTPConnection) -> str:
     """The token from `Authorization: Bearer`, else from the session cookie."""
-    authorization = headers.get("authorization")
+    authorization = request.headers.get("authorization")
     if authorization is not None:
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer":
@@ -149,7 +150,7 @@ def bearer_token(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
         if not token:
             raise AuthError("malformed", "the Authorization header carries no token")
         return token
-    cookie = cookies.get(SESSION_COOKIE)
+    cookie = request.cookies.get(SESSION_COOKIE)  # parsed only when there is no header
     if cookie:
         return cookie
     raise AuthError(
@@ -326,7 +327,7 @@ class TokenVerifier:
         settings: GatewaySettings,
         store: redis.Redis,
         on_fetch: Callable[[str], None] = lambda _outcome: None,
-        on_cache: Callable[[str], None] = lambda _result: None,
+        on_cache: Mapping[str, Callable[[], None]] | None = None,
     ) -> None:
         assert settings.issuer is not None and settings.audience is not None
         self.settings = settings
@@ -337,7 +338,8 @@ class TokenVerifier:
         self._max_entries = settings.token_cache_size
         self._revocation = settings.revocation == "store"
         self._recheck_s = settings.revocation_recheck_s
-        self._on_cache = on_cache
+        self._on_hit = (on_cache or {}).get("hit", _nothing)
+        self._on_miss = (on_cache or {}).get("miss", _nothing)
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
         self.keys = KeySet(settings, on_fetch, self._forget_keys)
 
@@ -349,7 +351,7 @@ class TokenVerifier:
         if entry is not None:
             if time.time() < entry.principal.expires_at:
                 self._cache.move_to_end(token)
-                self._on_cache("hit")
+                self._on_hit()
                 if self._revocation and entry.principal.session_id is not None:
                     now = time.monotonic()
                     if now - entry.checked_at >= self._recheck_s:
@@ -357,7 +359,7 @@ class TokenVerifier:
                         entry.checked_at = now
                 return entry.principal
             del self._cache[token]  # expired: verified again, which says so
-        self._on_cache("miss")
+        self._on_miss()
         principal = await self._verify_fully(token)
         checked_at = time.monotonic()
         if self._revocation and principal.session_id is not None:
@@ -425,6 +427,10 @@ class TokenVerifier:
         for token, entry in list(self._cache.items()):
             if entry.principal.key_id in removed:
                 del self._cache[token]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _refusal(error: InvalidTokenError) -> AuthError:
