@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from starling.identity.app import load_openapi
-from tests.integration.identity.test_identity import SEED, start_identity
+from tests.integration.identity.servers import SEED, start_identity
 from tests.integration.services.helpers import Deployment, new_prefix
 
 if TYPE_CHECKING:
