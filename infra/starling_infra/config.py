@@ -400,8 +400,8 @@ class IdentityConfig(_Section):
         default=("k1",),
         min_length=1,
         description="Built-in service: signing key ids, newest first (the first signs, all "
-        "are published). Rotate by putting a new id first; drop the old one after "
-        "`tokenTtlSeconds`. Keys derive from the secret seed.",
+        "are published). Rotate by adding a new id last, then moving it first; drop the old "
+        "one after `tokenTtlSeconds` (docs/identity.md). Keys derive from the secret seed.",
     )
     token_ttl_seconds: int = Field(
         default=3600,
