@@ -158,8 +158,8 @@ CATALOG = TopicCatalog(
     (
         TopicSpec(
             name=LOGINS,
-            description="sign-in attempts (every outcome) recorded by the identity service; drive the"
-            " event-driven login DAG",
+            description="sign-in attempts (every outcome) recorded by the identity service;"
+            " drive the event-driven login DAG",
             event_types=(UserLogin,),
             # A sign-in under a name that matches no account has no user id.
             key="user_id, else name:<username>",

@@ -18,8 +18,8 @@ from starling.gateway.settings import GatewaySettings
 from starling.harness._process import free_ports
 from starling.identity.contract import JWKS_PATH, SESSION_COOKIE
 from tests.integration.identity.servers import ISSUER, RunningIdentity, start_identity
+from tests.integration.services.gateway_server import RunningGateway
 from tests.integration.services.helpers import Deployment, new_prefix, wait_for
-from tests.integration.services.test_gateway import RunningGateway
 
 if TYPE_CHECKING:
     import redis

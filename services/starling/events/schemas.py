@@ -455,3 +455,16 @@ def type_tag(event_class: type[EventBase]) -> str:
     tag = msgspec.inspect.type_info(event_class).tag  # type: ignore[attr-defined]
     assert isinstance(tag, str)
     return tag
+
+
+def json_schema_components(
+    event_types: tuple[type[EventBase], ...], ref_template: str = "#/components/schemas/{name}"
+) -> dict[str, Any]:
+    """JSON Schemas (for API documents) of `event_types` and the types they use, as msgspec
+    derives them, with `schema_version` narrowed to the versions each class decodes: the
+    field is a plain int in code, but any other value is refused."""
+    _, components = msgspec.json.schema_components(event_types, ref_template=ref_template)
+    for event_class in event_types:
+        schema = components[event_class.__name__]
+        schema["properties"]["schema_version"] = {"enum": list(event_class.SUPPORTED_VERSIONS)}
+    return components

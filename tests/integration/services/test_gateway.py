@@ -44,11 +44,9 @@ from starling.events import (
 )
 from starling.gateway.app import Gateway
 from starling.gateway.follows import FollowingLoader
-from starling.gateway.server import GatewayServer, build_server
 from starling.gateway.settings import GatewaySettings
 from starling.harness._process import free_ports
 from starling.runtime.config import RuntimeSettings
-from starling.runtime.metrics import MetricsServer
 from starling.services.ingestion import IngestionHandler, IngestionSettings
 from starling.services.notifier import NotifierHandler, NotifierSettings
 from starling.services.timelines import TimelinesHandler, TimelinesSettings
@@ -56,6 +54,7 @@ from starling.store import keys
 from starling.store.graph import apply_interaction, load_graph
 from starling.store.trends import TrendEntry, TrendStore
 from starling.topics import NOTIFICATIONS, RECOMMENDATIONS, TRENDS, TWEETS
+from tests.integration.services.gateway_server import RunningGateway, start_gateway
 from tests.integration.services.helpers import (
     Deployment,
     ThreadedRuntime,
@@ -83,40 +82,6 @@ def issuer() -> Iterator[TokenIssuer]:
 
 def auth(issuer: TokenIssuer, user: int, **claims: Any) -> dict[str, str]:
     return {"Authorization": f"Bearer {issuer.mint(user, **claims)}"}
-
-
-class RunningGateway:
-    """A gateway served by uvicorn in a thread, on a free port, with its metrics server."""
-
-    def __init__(self, server: GatewayServer) -> None:
-        self.server = server
-        self.gateway = server.gateway
-        self.metrics = MetricsServer(0, self.gateway.metrics.registry, self.gateway.health)
-        self._thread = threading.Thread(target=server.run, name="gateway", daemon=True)
-
-    def __enter__(self) -> RunningGateway:
-        self.metrics.start()
-        self._thread.start()
-        wait_for(lambda: self.server.started, 20, "uvicorn to start", interval=0.05)
-        self.url = f"http://127.0.0.1:{self.server.port}"
-        self.metrics_url = f"http://127.0.0.1:{self.metrics.port}"
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self._thread.join(30)
-        self.metrics.stop()
-        assert not self._thread.is_alive(), "the gateway did not stop"
-
-
-def start_gateway(
-    deployment: Deployment, issuer: TokenIssuer | None, **settings: Any
-) -> RunningGateway:
-    """Trusting `issuer`'s tokens, or (issuer None) as `settings` say (header mode)."""
-    runtime = deployment.settings("gateway", starling_shutdown_timeout_s=5.0)
-    trust = issuer.gateway_settings() if issuer is not None else {}
-    options: dict[str, Any] = {"http_host": "127.0.0.1", "http_port": 0, **trust, **settings}
-    return RunningGateway(build_server(runtime, GatewaySettings(**options)))
 
 
 @pytest.fixture
