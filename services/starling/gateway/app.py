@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import Any
 
@@ -37,7 +36,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starling.events import (
     MAX_EVENT_BYTES,
@@ -69,16 +67,18 @@ from starling.gateway.hub import (
     sse_frame,
 )
 from starling.gateway.metrics import GatewayMetrics
-from starling.gateway.producer import AckingProducer, NotAcknowledgedError
 from starling.gateway.settings import GatewaySettings
 from starling.gateway.timeline import VisibleTimeline
 from starling.runtime.config import RuntimeSettings
-from starling.runtime.metrics import HealthState
 from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
 from starling.store.live import TimelineUpdate, encode_update
 from starling.topics import CATALOG, TRENDS, TWEETS
+from starling.web.errors import ApiError, json_response
+from starling.web.heads import HeadSizeLimit
+from starling.web.health import ProducerHealth
+from starling.web.producer import AckingProducer, NotAcknowledgedError
 
 log = logging.getLogger("starling.gateway")
 
@@ -123,8 +123,6 @@ SSE_HEADERS = {
 SSE_PREAMBLE = b"retry: 3000\n: connected\n\n"
 SSE_HEARTBEAT = b": keepalive\n\n"
 
-_encoder = msgspec.json.Encoder()
-
 
 class _TypeOnly(msgspec.Struct):
     type: Any = None
@@ -133,44 +131,14 @@ class _TypeOnly(msgspec.Struct):
 _type_decoder = msgspec.json.Decoder(_TypeOnly)
 
 
-def json_response(
-    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
-) -> Response:
-    return Response(_encoder.encode(body), status, headers, media_type="application/json")
-
-
 def openapi_document() -> bytes:
     """The checked-in OpenAPI document, shipped inside the package."""
     return resources.files("starling.gateway").joinpath("openapi.json").read_bytes()
 
 
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        field: str | None = None,
-        *,
-        reason: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.reason = reason or error
-        self.message = message
-        self.field = field
-        self.headers = headers
-
-    def response(self) -> Response:
-        body = {
-            "error": self.error,
-            "reason": self.reason,
-            "field": self.field,
-            "message": self.message,
-        }
-        return json_response(body, self.status, self.headers)
+class GatewayError(ApiError):
+    # The gateway's contract (docs/services.md): `reason` is `error` when nothing is finer.
+    reason_repeats_error = True
 
 
 def unauthenticated(error: AuthError) -> ApiError:
@@ -180,7 +148,7 @@ def unauthenticated(error: AuthError) -> ApiError:
         if error.reason == "missing"
         else f'Bearer realm="starling", error="invalid_token", error_description="{error.reason}"'
     )
-    return ApiError(
+    return GatewayError(
         401,
         "unauthenticated",
         error.message,
@@ -199,10 +167,10 @@ def is_json(content_type: str | None) -> bool:
 def parse_id(text: str | None, field: str) -> int:
     """A user or tweet id (decimal, 1..2^63-1); ApiError 400 naming `field` otherwise."""
     if text is None or not text.isascii() or not text.isdigit() or len(text) > 19:
-        raise ApiError(400, "invalid", f"must be a decimal id, got {text!r}", field)
+        raise GatewayError(400, "invalid", f"must be a decimal id, got {text!r}", field)
     value = int(text)
     if not 1 <= value <= MAX_ID:
-        raise ApiError(400, "invalid", f"must be in 1..{MAX_ID}", field)
+        raise GatewayError(400, "invalid", f"must be in 1..{MAX_ID}", field)
     return value
 
 
@@ -210,49 +178,14 @@ def parse_limit(text: str | None, default: int, maximum: int) -> int:
     if text is None:
         return default
     if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= maximum:
-        raise ApiError(400, "invalid", f"limit must be an integer in 1..{maximum}", "query.limit")
+        raise GatewayError(
+            400, "invalid", f"limit must be an integer in 1..{maximum}", "query.limit"
+        )
     return int(text)
 
 
 def event_error(error: EventError) -> ApiError:
-    return ApiError(ERROR_STATUS[error.kind], error.kind.value, error.reason, error.field)
-
-
-class HeadSizeLimit:
-    """431 for a request whose line and headers pass `max_bytes`. The server's h11 bound
-    stops a head that never ends; a complete head arriving in one read passes it, so the
-    limit is applied again here, where the head is parsed (a sum over a few headers)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-            for name, value in scope["headers"]:
-                size += len(name) + len(value) + 4  # ": " and CRLF
-            if size > self.max_bytes:
-                error = ApiError(
-                    431,
-                    "header_too_large",
-                    f"the request line and headers exceed the gateway's limit of"
-                    f" {self.max_bytes} bytes",
-                )
-                await error.response()(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class GatewayHealth(HealthState):
-    """Alive while the event loop keeps beating and the producer has not failed fatally."""
-
-    def __init__(self, stall_after_s: float, producer: AckingProducer) -> None:
-        super().__init__(stall_after_s)
-        self._producer = producer
-
-    def alive(self) -> bool:
-        return super().alive() and self._producer.fatal_error is None
+    return GatewayError(ERROR_STATUS[error.kind], error.kind.value, error.reason, error.field)
 
 
 class Gateway:
@@ -274,7 +207,7 @@ class Gateway:
             settings.ack_timeout_s,
             probe_topic=runtime.topic(TWEETS),
         )
-        self.health = GatewayHealth(stall_after_s=30.0, producer=self.producer)
+        self.health = ProducerHealth(stall_after_s=30.0, producer=self.producer)
         self.verifier: TokenVerifier | None = None
         self.trusted_header: TrustedHeader | None = None
         if settings.auth == "token":
@@ -327,25 +260,29 @@ class Gateway:
         self.app = Starlette(
             routes=[
                 Route("/openapi.json", self.get_openapi, methods=["GET"]),
-                Route("/v1/events", self._route("events", self.post_event), methods=["POST"]),
+                Route(
+                    "/v1/events", self.metrics.endpoint("events", self.post_event), methods=["POST"]
+                ),
                 Route(
                     "/v1/users/{user_id}/timeline",
-                    self._route("timeline", self.get_timeline),
+                    self.metrics.endpoint("timeline", self.get_timeline),
                     methods=["GET"],
                 ),
                 Route(
                     "/v1/users/{user_id}/notifications",
-                    self._route("notifications", self.get_notifications),
+                    self.metrics.endpoint("notifications", self.get_notifications),
                     methods=["GET"],
                 ),
-                Route("/v1/trends", self._route("trends", self.get_trends), methods=["GET"]),
+                Route(
+                    "/v1/trends", self.metrics.endpoint("trends", self.get_trends), methods=["GET"]
+                ),
                 Route(
                     "/v1/users/{user_id}/stream",
-                    self._route("stream", self.get_stream),
+                    self.metrics.endpoint("stream", self.get_stream),
                     methods=["GET"],
                 ),
             ],
-            exception_handlers={HTTPException: _http_error},
+            exception_handlers={HTTPException: GatewayError.for_http_exception},
             middleware=[Middleware(HeadSizeLimit, max_bytes=settings.max_header_bytes)],
             lifespan=self._lifespan,
         )
@@ -368,7 +305,7 @@ class Gateway:
         )
         self.trend_feed.start()
         self.live_feed.start()
-        beat = asyncio.create_task(self._beat())
+        beat = asyncio.create_task(self.health.keep_beating())
         key_refresh = asyncio.create_task(self._keep_keys_fresh())
         self.health.joined = True
         log.info("gateway: serving; trends from %s", self.trends_topic)
@@ -393,12 +330,6 @@ class Gateway:
                 feed.stop()
         self.producer.close()
         self.store.close()
-
-    async def _beat(self) -> None:
-        # Liveness means the loop runs: a blocked loop stops beating.
-        while True:
-            self.health.beat()
-            await asyncio.sleep(1.0)
 
     async def _keep_keys_fresh(self) -> None:
         """Fetch the issuer's keys at start (retrying until they come) and every
@@ -474,21 +405,6 @@ class Gateway:
 
     # ------------------------------------------------------------------ routes
 
-    def _route(
-        self, name: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                response = await handler(request)
-            except ApiError as error:
-                response = error.response()
-            self.metrics.requests.labels(name, str(response.status_code)).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
-            return response
-
-        return endpoint
-
     async def _principal(self, request: Request) -> Principal:
         """Who sends this request; ApiError 401 (or 503 when it cannot be decided)."""
         try:
@@ -501,11 +417,11 @@ class Gateway:
             self.metrics.auth_failures.labels(error.reason).inc()
             raise unauthenticated(error) from None
         except AuthUnavailableError as error:
-            raise ApiError(503, error.error, error.message) from None
+            raise GatewayError(503, error.error, error.message) from None
 
     def _forbid(self, reason: str, message: str, field: str | None) -> ApiError:
         self.metrics.auth_failures.labels(reason).inc()
-        return ApiError(403, "forbidden", message, field, reason=reason)
+        return GatewayError(403, "forbidden", message, field, reason=reason)
 
     async def _owner(self, request: Request) -> int:
         """The path's user id, who must be the requester (reads of one's own data)."""
@@ -522,7 +438,7 @@ class Gateway:
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
-            raise ApiError(
+            raise GatewayError(
                 413, "too_large", f"{declared} bytes exceeds the {MAX_EVENT_BYTES} limit"
             )
         body = bytearray()
@@ -530,7 +446,7 @@ class Gateway:
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_EVENT_BYTES:
-                raise ApiError(413, "too_large", f"more than the {MAX_EVENT_BYTES}-byte limit")
+                raise GatewayError(413, "too_large", f"more than the {MAX_EVENT_BYTES}-byte limit")
         return bytes(body)
 
     async def post_event(self, request: Request) -> Response:
@@ -555,7 +471,7 @@ class Gateway:
             delivery = await self.producer.send(topic, event.partition_key(), encode(event))
         except NotAcknowledgedError as error:
             self.metrics.rejected.labels("not_acknowledged").inc()
-            raise ApiError(
+            raise GatewayError(
                 503,
                 "not_acknowledged",
                 f"the event was not acknowledged by Kafka ({error}); it may or may not be"
@@ -575,7 +491,7 @@ class Gateway:
 
     async def _client_event(self, request: Request) -> TweetCreated | UserInteraction:
         if not is_json(request.headers.get("content-type")):
-            raise ApiError(
+            raise GatewayError(
                 415,
                 "unsupported_media_type",
                 "send the event as `Content-Type: application/json`",
@@ -586,7 +502,7 @@ class Gateway:
             return decode_as(body, ClientEvent)  # type: ignore[arg-type]
         except EventError as error:
             if error.kind is EventErrorKind.WRONG_TYPE and _tag_of(body) == LOGIN_TAG:
-                raise ApiError(
+                raise GatewayError(
                     422,
                     "wrong_type",
                     "logins are recorded by the identity service at sign-in"
@@ -618,7 +534,9 @@ class Gateway:
         try:
             return await run_in_threadpool(function)
         except redis.RedisError as error:
-            raise ApiError(503, "store_unavailable", f"the store did not answer: {error}") from None
+            raise GatewayError(
+                503, "store_unavailable", f"the store did not answer: {error}"
+            ) from None
 
     async def get_timeline(self, request: Request) -> Response:
         user_id = await self._owner(request)
@@ -661,13 +579,13 @@ class Gateway:
     async def get_stream(self, request: Request) -> Response:
         user_id = await self._owner(request)
         if self.health.stopping:
-            raise ApiError(503, "stopping", "the gateway is stopping; reconnect to another pod")
+            raise GatewayError(503, "stopping", "the gateway is stopping; reconnect to another pod")
         try:
             subscription = self.hub.subscribe(user_id)
         except UserStreamsFullError as error:
-            raise ApiError(429, "too_many_streams", str(error)) from None
+            raise GatewayError(429, "too_many_streams", str(error)) from None
         except HubFullError as error:
-            raise ApiError(503, "too_many_streams", str(error), reason="pod_full") from None
+            raise GatewayError(503, "too_many_streams", str(error), reason="pod_full") from None
         self.metrics.streams.inc()
         return StreamingResponse(
             self._events(subscription), media_type="text/event-stream", headers=SSE_HEADERS
@@ -699,10 +617,3 @@ def _tag_of(body: bytes) -> Any:
         return _type_decoder.decode(body).type
     except msgspec.MsgspecError:
         return None
-
-
-async def _http_error(_request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    body = {"error": kind, "reason": kind, "field": None, "message": str(error.detail)}
-    return json_response(body, error.status_code, error.headers)

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
+
+from starling.web.metrics import RequestMetrics
 
 # Request latency (seconds): reads take a store round trip, POSTs a broker round trip.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class GatewayMetrics:
+class GatewayMetrics(RequestMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "starling_gateway_requests",
-            "HTTP requests answered, by route and status",
-            ("route", "status"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "starling_gateway_request_duration_seconds",
+        super().__init__(
+            "starling_gateway",
             "time to the response's start (for streams: to the first byte)",
-            ("route",),
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            _LATENCY_BUCKETS,
         )
         self.accepted = Counter(
             "starling_gateway_events_accepted",

@@ -9,8 +9,10 @@ import ipaddress
 from typing import Annotated, Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from starling.web.settings import HttpSettings, http_port_field
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -22,19 +24,12 @@ def _http_url(value: str, variable: str) -> str:
     return value
 
 
-class GatewaySettings(BaseSettings):
+class GatewaySettings(HttpSettings):
     model_config = SettingsConfigDict(
         env_prefix="STARLING_GATEWAY_", extra="ignore", frozen=True, env_ignore_empty=True
     )
 
-    # The chart sets HTTP_PORT (it names the container port after it); 0 picks a free port.
-    http_port: int = Field(
-        default=8080,
-        ge=0,
-        le=65_535,
-        validation_alias=AliasChoices("HTTP_PORT", "STARLING_GATEWAY_HTTP_PORT"),
-    )
-    http_host: str = "0.0.0.0"
+    http_port: int = http_port_field(8080, "STARLING_GATEWAY_")
 
     # ---- identity (docs/services.md, "Authentication")
     # `token`: a signed JWT from the issuer (Authorization: Bearer, or the session cookie).

@@ -24,7 +24,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, TypeVar
 
 import anyio
@@ -40,11 +40,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from starling.events import LoginOutcome, Platform, UserLogin, encode, new_event
 from starling.events.schemas import Handle
-from starling.gateway.producer import AckingProducer, NotAcknowledgedError
 from starling.identity.accounts import Account, Accounts, NameTakenError
 from starling.identity.addresses import ClientOrigin, ClientResolver
 from starling.identity.contract import (
@@ -60,20 +58,22 @@ from starling.identity.limits import Limit, SlidingWindow
 from starling.identity.metrics import IdentityMetrics
 from starling.identity.settings import IdentitySettings
 from starling.runtime.config import RuntimeSettings
-from starling.runtime.metrics import HealthState
 from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
 from starling.topics import LOGINS
+from starling.web.errors import JSON_MEDIA_TYPE, ApiError, json_response
+from starling.web.heads import HeadSizeLimit
+from starling.web.health import ProducerHealth
+from starling.web.producer import AckingProducer, NotAcknowledgedError
 
 log = logging.getLogger("starling.identity")
 
 # Credentials and a few optional fields fit many times over; anything larger is not ours.
 MAX_BODY_BYTES: Final = 4 * 1024
-# All request headers together: a large cookie and a token fit many times over.
+# The request line and headers together: a large cookie and a token fit many times over.
 MAX_HEADER_BYTES: Final = 16 * 1024
 MAX_USER_AGENT: Final = 512
-JSON_MEDIA_TYPE: Final = "application/json"
 OPENAPI_RESOURCE: Final = "openapi.json"
 # Argon2 itself takes any length; the cap only bounds the work one request can ask for.
 MAX_PASSWORD_CHARS: Final = 1024
@@ -100,39 +100,6 @@ class SignInRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 RequestT = TypeVar("RequestT", SignUpRequest, SignInRequest)
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(_encoder.encode(body), status, headers, media_type=JSON_MEDIA_TYPE)
-
-
-class ApiError(Exception):
-    def __init__(
-        self,
-        status: int,
-        error: str,
-        message: str,
-        *,
-        reason: str | None = None,
-        field: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
-        self.reason = reason
-        self.field = field
-        self.headers = headers
-
-    def response(self) -> Response:
-        body = {
-            "error": self.error,
-            "reason": self.reason,
-            "field": self.field,
-            "message": self.message,
-        }
-        return json_response(body, self.status, self.headers)
 
 
 def token_error(error: TokenError) -> ApiError:
@@ -163,41 +130,6 @@ def decode_request(body: bytes, request_type: type[RequestT]) -> RequestT:
 def load_openapi() -> bytes:
     """The checked-in OpenAPI document, shipped in this package."""
     return importlib.resources.files("starling.identity").joinpath(OPENAPI_RESOURCE).read_bytes()
-
-
-class HeaderLimit:
-    """431 for requests whose headers together exceed `MAX_HEADER_BYTES`.
-
-    uvicorn's own bound only applies to headers that arrive in pieces; a request sent in
-    one read is parsed whole, so the bound is enforced here as well.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            size = sum(len(name) + len(value) for name, value in scope["headers"])
-            if size > MAX_HEADER_BYTES:
-                error = ApiError(
-                    431,
-                    "headers_too_large",
-                    f"the request's headers exceed the {MAX_HEADER_BYTES}-byte limit",
-                )
-                await error.response()(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-class IdentityHealth(HealthState):
-    """Alive while the event loop keeps beating and the producer has not failed fatally."""
-
-    def __init__(self, stall_after_s: float, producer: AckingProducer) -> None:
-        super().__init__(stall_after_s)
-        self._producer = producer
-
-    def alive(self) -> bool:
-        return super().alive() and self._producer.fatal_error is None
 
 
 class Identity:
@@ -234,7 +166,7 @@ class Identity:
             settings.ack_timeout_s,
             probe_topic=self.logins_topic,
         )
-        self.health = IdentityHealth(stall_after_s=30.0, producer=self.producer)
+        self.health = ProducerHealth(stall_after_s=30.0, producer=self.producer)
         store_ready = StoreReadiness(self.store)
         self.health.store_check = lambda: store_ready() and self.producer.reachable()
         # Argon2id holds `argon2_memory_kib` per hash: bound how many run at once.
@@ -244,19 +176,23 @@ class Identity:
         self._jwks = _encoder.encode(self.keys.jwks())
         self.app = Starlette(
             routes=[
-                Route("/v1/accounts", self._route("signup", self.sign_up), methods=["POST"]),
-                Route("/v1/sessions", self._route("signin", self.sign_in), methods=["POST"]),
+                Route(
+                    "/v1/accounts", self.metrics.endpoint("signup", self.sign_up), methods=["POST"]
+                ),
+                Route(
+                    "/v1/sessions", self.metrics.endpoint("signin", self.sign_in), methods=["POST"]
+                ),
                 Route(
                     "/v1/sessions/current",
-                    self._route("signout", self.sign_out),
+                    self.metrics.endpoint("signout", self.sign_out),
                     methods=["DELETE"],
                 ),
-                Route(DISCOVERY_PATH, self._route("discovery", self.get_discovery)),
-                Route(JWKS_PATH, self._route("jwks", self.get_jwks)),
-                Route("/openapi.json", self._route("openapi", self.get_openapi)),
+                Route(DISCOVERY_PATH, self.metrics.endpoint("discovery", self.get_discovery)),
+                Route(JWKS_PATH, self.metrics.endpoint("jwks", self.get_jwks)),
+                Route("/openapi.json", self.metrics.endpoint("openapi", self.get_openapi)),
             ],
-            exception_handlers={HTTPException: _http_error},
-            middleware=[Middleware(HeaderLimit)],
+            exception_handlers={HTTPException: ApiError.for_http_exception},
+            middleware=[Middleware(HeadSizeLimit, max_bytes=MAX_HEADER_BYTES)],
             lifespan=self._lifespan,
         )
 
@@ -275,7 +211,7 @@ class Identity:
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         self.producer.start()
-        beat = asyncio.create_task(self._beat())
+        beat = asyncio.create_task(self.health.keep_beating())
         self.health.joined = True
         log.info(
             "identity: serving issuer %s; signing key %r, published keys %s; logins to %s",
@@ -295,28 +231,7 @@ class Identity:
         self.producer.close()
         self.store.close()
 
-    async def _beat(self) -> None:
-        # Liveness means the loop runs: a blocked loop stops beating.
-        while True:
-            self.health.beat()
-            await asyncio.sleep(1.0)
-
     # ------------------------------------------------------------------ plumbing
-
-    def _route(
-        self, name: str, handler: Callable[[Request], Awaitable[Response]]
-    ) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            started = time.perf_counter()
-            try:
-                response = await handler(request)
-            except ApiError as error:
-                response = error.response()
-            self.metrics.requests.labels(name, str(response.status_code)).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
-            return response
-
-        return endpoint
 
     async def _json_body(self, request: Request) -> bytes:
         media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
@@ -586,10 +501,3 @@ def _rate_limited(scope: str, retry_after_s: int) -> ApiError:
         reason=scope,
         headers={"Retry-After": str(retry_after_s)},
     )
-
-
-async def _http_error(_request: Request, error: Exception) -> Response:
-    assert isinstance(error, HTTPException)
-    kind = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code, "http_error")
-    body = {"error": kind, "reason": None, "field": None, "message": str(error.detail)}
-    return json_response(body, error.status_code, dict(error.headers or {}))

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import Counter
+
+from starling.web.metrics import RequestMetrics
 
 # Sign-in latency is dominated by one Argon2id verification (~50 ms at the defaults) and a
 # broker round trip; anything past a second means hashes are queueing.
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class IdentityMetrics:
+class IdentityMetrics(RequestMetrics):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "starling_identity_requests",
-            "HTTP requests answered, by route and status",
-            ("route", "status"),
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "starling_identity_request_duration_seconds",
-            "time to the response, by route",
-            ("route",),
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
+        super().__init__("starling_identity", "time to the response, by route", _LATENCY_BUCKETS)
         self.signin_attempts = Counter(
             "starling_identity_signin_attempts",
             "sign-in attempts recorded as logins, by outcome",

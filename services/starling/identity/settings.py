@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from starling.web.settings import HttpSettings, http_port_field
 
 # The seed is the stack's secret (`openssl rand -hex 32` gives 64 bytes); fewer than 32
 # bytes cannot carry the 256 bits an Ed25519 key needs.
@@ -31,19 +33,12 @@ def _comma_separated(value: Any) -> Any:
     return value
 
 
-class IdentitySettings(BaseSettings):
+class IdentitySettings(HttpSettings):
     model_config = SettingsConfigDict(
         env_prefix="STARLING_IDENTITY_", extra="ignore", frozen=True, env_ignore_empty=True
     )
 
-    # The chart sets HTTP_PORT (it names the container port after it); 0 picks a free port.
-    http_port: int = Field(
-        default=8081,
-        ge=0,
-        le=65_535,
-        validation_alias=AliasChoices("HTTP_PORT", "STARLING_IDENTITY_HTTP_PORT"),
-    )
-    http_host: str = "0.0.0.0"
+    http_port: int = http_port_field(8081, "STARLING_IDENTITY_")
     # The `iss` of every token, and where verifiers find the discovery document
     # (`<issuer>/.well-known/openid-configuration`): the address clients reach us at.
     issuer: str

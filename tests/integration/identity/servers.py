@@ -3,16 +3,15 @@ metrics server, against a deployment's real broker and store."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
 from starling.identity.server import IdentityServer, build_server
 from starling.identity.settings import IdentitySettings
-from starling.runtime.metrics import MetricsServer
-from tests.integration.services.helpers import Deployment, wait_for
+from tests.integration.services.helpers import Deployment
+from tests.integration.services.running_service import RunningService
 
 SEED = b"integration-test-seed-0123456789abcdef0123456789abcdef"
 ISSUER = "http://identity.test"
@@ -25,30 +24,22 @@ FAST_HASHING: dict[str, Any] = {
 }
 
 
-class RunningIdentity:
+class RunningIdentity(RunningService):
     """The identity service served by uvicorn in a thread, on a free port, with metrics."""
 
     def __init__(self, server: IdentityServer) -> None:
-        self.server = server
-        self.identity = server.identity
-        self.metrics = MetricsServer(0, self.identity.metrics.registry, self.identity.health)
-        self._thread = threading.Thread(target=server.run, name="identity", daemon=True)
+        identity = server.identity
+        super().__init__("identity service", server, identity.metrics.registry, identity.health)
+        self.identity = identity
 
-    def __enter__(self) -> RunningIdentity:
-        self.metrics.start()
-        self._thread.start()
-        wait_for(lambda: self.server.started, 20, "uvicorn to start", interval=0.05)
-        self.url = f"http://127.0.0.1:{self.server.port}"
-        self.metrics_url = f"http://127.0.0.1:{self.metrics.port}"
+    def __enter__(self) -> Self:
+        super().__enter__()
         self.http = httpx.Client(base_url=self.url, timeout=30)
         return self
 
-    def __exit__(self, *_exc: object) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.http.close()
-        self.server.should_exit = True
-        self._thread.join(30)
-        self.metrics.stop()
-        assert not self._thread.is_alive(), "the identity service did not stop"
+        super().__exit__(*exc)
 
     def sign_in(self, username: str, password: str, **extra: Any) -> httpx.Response:
         headers = extra.pop("headers", {})

@@ -3,6 +3,7 @@ limits, the login facts on the real topic, and its bounds on bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -34,6 +35,7 @@ from tests.integration.services.helpers import (
     service_command,
     wait_for,
 )
+from tests.integration.services.running_service import raw_request
 from tests.unit.identity.openapi_support import assert_documented
 
 if TYPE_CHECKING:
@@ -403,7 +405,14 @@ def test_bad_input_gets_a_clear_4xx(deployment: Deployment, seed_file: Path) -> 
 
         huge_header = http.get(DISCOVERY_PATH, headers={"x-filler": "a" * 20_000})
         assert huge_header.status_code == 431
-        assert huge_header.json()["error"] == "headers_too_large"
+        assert huge_header.json()["reason"] == "header_too_large"
+        assert_documented(DISCOVERY_PATH, "GET", 431, huge_header.json())
+        # A head that never ends is refused the same way, and its connection closed.
+        status, raw_body = raw_request(
+            running.server.port, b"GET /openapi.json HTTP/1.1\r\nX-A: " + b"y" * 20_000
+        )
+        assert status == 431
+        assert json.loads(raw_body) == huge_header.json()
         not_found = http.get("/v1/nothing")
         assert not_found.status_code == 404 and not_found.json()["error"] == "not_found"
         wrong_method = http.get("/v1/sessions")

@@ -63,6 +63,7 @@ from tests.integration.services.helpers import (
     service_command,
     wait_for,
 )
+from tests.integration.services.running_service import raw_request
 from tests.tokens import TokenIssuer
 
 if TYPE_CHECKING:
@@ -855,19 +856,6 @@ def test_blocked_users_cannot_interact_with_or_reply_to_the_blocker(
         assert post(interaction("like", blocker, 50))[0] == 202
         metrics = httpx.get(running.metrics_url + "/metrics").text
         assert 'starling_gateway_auth_failures_total{reason="blocked"} 6.0' in metrics
-
-
-def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
-    """Status and body of one request sent as raw bytes (httpx would refuse to send some)."""
-    import socket
-
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-        connection.sendall(head)
-        received = b""
-        while chunk := connection.recv(65536):
-            received += chunk
-    status_line, _, rest = received.partition(b"\r\n")
-    return int(status_line.split(b" ")[1]), rest.partition(b"\r\n\r\n")[2]
 
 
 def test_stream_cap_per_user_and_oversized_headers(

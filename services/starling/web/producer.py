@@ -1,9 +1,10 @@
 """An idempotent, acks=all producer whose sends an asyncio caller can await.
 
-The gateway answers a client only once the brokers acknowledged its event, and within a
-bound: librdkafka would otherwise retry for its full `message.timeout.ms` while the
-client waits. The delivery report arrives on a poll thread and is handed to the event
-loop; a send that is not acknowledged in time raises NotAcknowledgedError.
+The gateway and the identity service answer a client only once the brokers acknowledged
+its event, and within a bound: librdkafka would otherwise retry for its full
+`message.timeout.ms` while the client waits. The delivery report arrives on a poll thread
+and is handed to the event loop; a send that is not acknowledged in time raises
+NotAcknowledgedError.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-log = logging.getLogger("starling.gateway.producer")
+log = logging.getLogger("starling.web.producer")
 
 # Readiness asks the brokers for metadata; caching the answer keeps frequent probes cheap.
 _READY_CACHE_S = 2.0
@@ -53,7 +54,10 @@ class AckingProducer:
             }
         )
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="gateway-producer", daemon=True)
+        self._thread = threading.Thread(target=self._poll, name="acking-producer", daemon=True)
+        self._closed = False
+        # The probe (a metrics-server thread) must not ask a client `close` is destroying.
+        self._closing = threading.Lock()
         self._ready_at = -1e9
         self._ready = False
 
@@ -79,6 +83,8 @@ class AckingProducer:
         """Produce and wait for the acknowledgement; NotAcknowledgedError otherwise."""
         if self._fatal is not None:
             raise NotAcknowledgedError(f"the producer failed: {self._fatal}")
+        if self._closed:
+            raise NotAcknowledgedError("the producer is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Delivery] = loop.create_future()
 
@@ -105,23 +111,40 @@ class AckingProducer:
 
     def reachable(self) -> bool:
         """Brokers answer a metadata request for the probe topic (cached; blocking)."""
+        if self._closed:
+            return False
         now = time.monotonic()
         if now - self._ready_at < _READY_CACHE_S:
             return self._ready
-        try:
-            metadata = self._producer.list_topics(self._probe_topic, timeout=_METADATA_TIMEOUT_S)
-            topic = metadata.topics.get(self._probe_topic)
-            self._ready = topic is not None and topic.error is None and self._fatal is None
-        except KafkaException:
-            self._ready = False
+        with self._closing:
+            if self._closed:
+                return False
+            try:
+                metadata = self._producer.list_topics(
+                    self._probe_topic, timeout=_METADATA_TIMEOUT_S
+                )
+                topic = metadata.topics.get(self._probe_topic)
+                self._ready = topic is not None and topic.error is None and self._fatal is None
+            except KafkaException:
+                self._ready = False
         self._ready_at = time.monotonic()
         return self._ready
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is pending (for up to `timeout_s`), stop polling, and shut the
+        client down: without `Producer.close()` librdkafka keeps its broker connections,
+        reconnecting, until the object is garbage-collected."""
+        if self._closed:
+            return
         self._producer.flush(timeout_s)
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+        with self._closing:
+            self._closed = True
+            # Flushes again, without a bound, but whatever is left fails within its
+            # `message.timeout.ms` (the ack timeout); never while the poll thread polls.
+            self._producer.close()
 
 
 def _resolve(future: asyncio.Future[Delivery], outcome: Delivery | BaseException) -> None:
