@@ -61,7 +61,10 @@ LOOKBACK = timedelta(minutes=30)
 LOOKBACK_LIMIT = 5000
 
 user_logins = Asset(
-    name="user_logins",
+    # Named after the topic (`user_logins` in a deployment): Airflow keeps one active asset
+    # per name, so deployments sharing a metadata database under topic prefixes (tests on
+    # one broker) must not share the name while their URIs differ.
+    name=LOGINS_TOPIC.replace(".", "_"),
     uri=f"kafka://starling/{LOGINS_TOPIC}",
     watchers=[
         AssetWatcher(

@@ -23,6 +23,8 @@ ARG_TO_PACKAGE = {
     "HIREDIS_VERSION": "hiredis",
     "VADERSENTIMENT_VERSION": "vadersentiment",
     "PROMETHEUS_CLIENT_VERSION": "prometheus-client",
+    "PYJWT_VERSION": "pyjwt",
+    "ARGON2_CFFI_VERSION": "argon2-cffi",
 }
 
 

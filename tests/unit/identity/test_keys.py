@@ -89,18 +89,25 @@ def test_rotation_keeps_tokens_signed_before_it_valid() -> None:
     assert after.verify(new_token, issuer=ISSUER, audience=AUDIENCE)["sid"] == "new"
 
 
+# Claims are built when the test runs, not at collection: a long session would otherwise
+# expire every token before its test starts. Each case: (time offsets, overrides, dropped).
 @pytest.mark.parametrize(
-    ("token_claims", "reason"),
+    ("offsets", "overrides", "dropped", "reason"),
     [
-        (claims(exp=int(time.time()) - 10), "expired"),
-        (claims(nbf=int(time.time()) + 600), "not_yet_valid"),
-        (claims(iss="https://elsewhere.example"), "wrong_issuer"),
-        (claims(aud="someone-else"), "wrong_audience"),
-        ({k: v for k, v in claims().items() if k != "sid"}, "missing_claim"),
-        ({k: v for k, v in claims().items() if k != "exp"}, "missing_claim"),
+        ({"exp": -10}, {}, None, "expired"),
+        ({"nbf": 600}, {}, None, "not_yet_valid"),
+        ({}, {"iss": "https://elsewhere.example"}, None, "wrong_issuer"),
+        ({}, {"aud": "someone-else"}, None, "wrong_audience"),
+        ({}, {}, "sid", "missing_claim"),
+        ({}, {}, "exp", "missing_claim"),
     ],
 )
-def test_verify_names_the_reason(token_claims: dict[str, Any], reason: str) -> None:
+def test_verify_names_the_reason(
+    offsets: dict[str, int], overrides: dict[str, Any], dropped: str | None, reason: str
+) -> None:
+    now = int(time.time())
+    token_claims = claims(**{name: now + offset for name, offset in offsets.items()}, **overrides)
+    token_claims.pop(dropped or "", None)
     ring = KeyRing(SEED, ["k1"])
     with pytest.raises(TokenError) as caught:
         ring.verify(ring.sign(token_claims), issuer=ISSUER, audience=AUDIENCE)
