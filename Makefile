@@ -2,13 +2,16 @@
 .DEFAULT_GOAL := help
 UV_RUN := uv run --frozen
 
-.PHONY: help setup test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis dev-airflow bench
+.PHONY: help setup tools test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis dev-airflow bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: ## install system packages, uv, the locked venv, the Kafka jars and the Go-built tools
+setup: ## install system packages, uv, the locked venv and the Kafka jars (minutes; no Go builds)
 	bash scripts/setup.sh
+
+tools: ## build every pinned Go tool now (cold ~22 min); the test tiers otherwise build on first use
+	$(UV_RUN) starling tools build
 
 test: lint typecheck ## everything CI runs: lint, types, then all test tiers this machine can run
 	$(UV_RUN) pytest
