@@ -5,7 +5,7 @@
   where the store still has it, without tweets hidden by blocks and mutes
   (`starling.gateway.timeline`);
 * `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
-* `GET /v1/trends`: the trends of the latest closed window;
+* `GET /v1/trends`: the trends of the latest closed window, and the current window's leaders;
 * `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events;
 * `GET /openapi.json`: the checked-in OpenAPI document describing all of the above.
 
@@ -74,6 +74,7 @@ from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
 from starling.store.live import TimelineUpdate, encode_update
+from starling.store.trends import CurrentWindow, current_leaders
 from starling.topics import CATALOG, TRENDS, TWEETS
 from starling.web.errors import ApiError, json_response
 from starling.web.heads import HeadSizeLimit
@@ -573,8 +574,15 @@ class Gateway:
         return Response(self._openapi, media_type="application/json")
 
     async def get_trends(self, _request: Request) -> Response:
-        raw = await self._read_store(lambda: self.store.get(keys.TRENDS_CURRENT))
-        return json_response({"trends": msgspec.Raw(raw) if raw is not None else []})
+        # `trends` (detected, latest closed window) needs a closed window and history;
+        # `current` (the open window's leaders) shows data within seconds of traffic.
+        def read() -> tuple[Any, CurrentWindow | None]:
+            return self.store.get(keys.TRENDS_CURRENT), current_leaders(self.store)
+
+        raw, current = await self._read_store(read)
+        return json_response(
+            {"trends": msgspec.Raw(raw) if raw is not None else [], "current": current}
+        )
 
     async def get_stream(self, request: Request) -> Response:
         user_id = await self._owner(request)

@@ -13,6 +13,8 @@ only through these functions, so a rename is one edit. User and tweet ids are de
 | `wtf:{user}` | hash | latest who-to-follow list: `time_ms`, `items` (JSON) |
 | `tr:counts:{window}` | hash | hashtag -> tweets in the window (window = start, Unix seconds) |
 | `tr:seen:{window}` | set | tweet ids already counted in the window (makes counting idempotent) |
+| `tr:rank:{window}` | sorted set | hashtag scored by its tweets in the window (leaders) |
+| `tr:latest` | string | start of the latest window counted (the current window) |
 | `tr:first` | string | start of the first window ever counted (baseline warm-up) |
 | `tr:open` | set | windows with counts that are not closed yet |
 | `tr:closed` | sorted set | closed windows (member and score: window start) |
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 HANDLES = "u:handles"
 TRENDS_FIRST_WINDOW = "tr:first"
+TRENDS_LATEST_WINDOW = "tr:latest"
 TRENDS_CLOSED = "tr:closed"
 TRENDS_OPEN = "tr:open"
 TRENDS_CURRENT = "tr:current"
@@ -94,6 +97,10 @@ def trend_counts(window_start: int) -> str:
 
 def trend_seen(window_start: int) -> str:
     return f"tr:seen:{window_start}"
+
+
+def trend_rank(window_start: int) -> str:
+    return f"tr:rank:{window_start}"
 
 
 def trend_window(window_start: int) -> str:

@@ -3,6 +3,11 @@
 Counting is exact and idempotent: a tweet id is added to the window's `seen` set and its
 hashtags counted only if it was not there, in one script, so redelivered or duplicated
 enriched tweets never count twice, and the counts survive any restart of the service.
+
+The same script keeps each window's counts ranked (`tr:rank:{window}`) and the latest
+window counted (`tr:latest`), so the open window's leaders are one cheap read
+(`current_leaders`): a live view has something to show long before the first window
+closes and detection has the history it needs.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import redis
 
 from starling.store import keys
 
-# KEYS: counts, seen, first-window; ARGV: window start, ttl, then per tweet:
-# tweet id, number of hashtags, the hashtags.
+# KEYS: counts, seen, first-window, ranked counts, latest-window; ARGV: window start, ttl,
+# then per tweet: tweet id, number of hashtags, the hashtags.
 _COUNT = """
 local window = tonumber(ARGV[1])
 local i = 3
@@ -26,6 +31,7 @@ while i <= #ARGV do
   if redis.call('SADD', KEYS[2], ARGV[i]) == 1 then
     for j = 1, n do
       redis.call('HINCRBY', KEYS[1], ARGV[i + 1 + j], 1)
+      redis.call('ZINCRBY', KEYS[4], 1, ARGV[i + 1 + j])
     end
     added = added + 1
   end
@@ -33,12 +39,21 @@ while i <= #ARGV do
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
+redis.call('EXPIRE', KEYS[4], ARGV[2])
 local first = redis.call('GET', KEYS[3])
 if not first or tonumber(first) > window then
   redis.call('SET', KEYS[3], window)
 end
+-- Late events for an older window must not move the live view back in time.
+local latest = redis.call('GET', KEYS[5])
+if not latest or tonumber(latest) < window then
+  redis.call('SET', KEYS[5], window)
+end
 return added
 """
+
+# Leaders shown for the open window when the caller does not say how many.
+CURRENT_LEADERS = 10
 
 # KEYS: window trends, closed set, current, open set; ARGV: window start, trends JSON, ttl.
 _CLOSE = """
@@ -67,6 +82,20 @@ class TrendEntry(msgspec.Struct, frozen=True):
     window_end: int
 
 
+class Leader(msgspec.Struct, frozen=True):
+    """A hashtag of the current (open) window and its count so far."""
+
+    hashtag: str
+    count: int
+
+
+class CurrentWindow(msgspec.Struct, frozen=True):
+    """The latest window counted, still open or not yet closed, and its top hashtags."""
+
+    window_start: int
+    leaders: list[Leader]
+
+
 _entries_encoder = msgspec.json.Encoder()
 _entries_decoder = msgspec.json.Decoder(list[TrendEntry])
 
@@ -92,6 +121,8 @@ class TrendStore:
                 keys.trend_counts(window_start),
                 keys.trend_seen(window_start),
                 keys.TRENDS_FIRST_WINDOW,
+                keys.trend_rank(window_start),
+                keys.TRENDS_LATEST_WINDOW,
             ],
             args=args,
             client=pipe,
@@ -131,3 +162,21 @@ class TrendStore:
     def current(self) -> list[TrendEntry]:
         raw = self.client.get(keys.TRENDS_CURRENT)
         return _entries_decoder.decode(raw) if raw is not None else []
+
+
+def current_leaders(client: redis.Redis, top_n: int = CURRENT_LEADERS) -> CurrentWindow | None:
+    """The latest window counted and its `top_n` hashtags, most tweets first (ties by
+    name), or None before anything was counted. Two reads, no script: the gateway calls
+    it per request, and the window may roll over in between, which only shows the new
+    window's first leaders (or none yet)."""
+    latest = client.get(keys.TRENDS_LATEST_WINDOW)
+    if latest is None:
+        return None
+    window = int(latest)
+    # Scores are whole counts; ZREVRANGE breaks ties by reverse name, so re-sort by name.
+    ranked: Any = client.zrevrange(keys.trend_rank(window), 0, top_n - 1, withscores=True)
+    leaders = sorted(
+        (Leader(tag.decode(), int(score)) for tag, score in ranked),
+        key=lambda leader: (-leader.count, leader.hashtag),
+    )
+    return CurrentWindow(window_start=window, leaders=leaders)
