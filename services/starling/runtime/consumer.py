@@ -157,6 +157,9 @@ class ConsumerRuntime:
         """Consume until stopped. Raises RuntimeFailedError if a batch could not be completed."""
         if self._metrics_server is not None:
             self._metrics_server.start()
+            # The bound port: with METRICS_PORT=0 (several services on one machine) this
+            # line is the only place it shows.
+            log.info("%s: metrics and health on :%d", self.service, self._metrics_server.port)
         make_room_for_batches(self.settings.starling_batch_size)
         topics = sorted(self._input_types)
         self._consumer.subscribe(
