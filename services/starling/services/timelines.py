@@ -5,10 +5,17 @@ set ingestion fans out to), so they appear in time order among followed accounts
 tweets, once each however often they are recommended. Who-to-follow lists replace the
 stored one only if they are not older than it, so a redelivered old list cannot
 overwrite a newer one.
+
+Recommendations come only from the Airflow `recommendations` DAG (hourly): without Airflow
+this service idles, correctly. So that nobody mistakes that for a fault, it says at start
+what it waits for and, until the first recommendation arrives, repeats every
+`timelines_idle_notice_s` (default 60 s) that none came yet.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +33,13 @@ from starling.store.live import publish_timeline
 from starling.store.timelines import DEFAULT_CAP, TimelineStore
 from starling.topics import RECOMMENDATIONS
 
+log = logging.getLogger("starling.timelines")
+
+IDLE_NOTICE = (
+    "timelines: no recommendations consumed yet from %s — they come from the Airflow"
+    " recommendations DAG (hourly); timelines still fill from ingestion's fan-out"
+)
+
 # KEYS[1]: who-to-follow hash; ARGV: event time (ms), items JSON.
 _REPLACE_IF_NOT_OLDER = """
 local current = redis.call('HGET', KEYS[1], 'time_ms')
@@ -41,6 +55,8 @@ class TimelinesSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STARLING_", extra="ignore", frozen=True)
 
     timeline_cap: int = Field(default=DEFAULT_CAP, ge=1, le=100_000)
+    # How often to say that no recommendation has arrived yet (STARLING_TIMELINES_IDLE_NOTICE_S).
+    timelines_idle_notice_s: float = Field(default=60.0, gt=0)
 
 
 class WhoToFollowEntry(msgspec.Struct, frozen=True):
@@ -65,6 +81,13 @@ class TimelinesHandler(BaseHandler):
         self._replace_who_to_follow = self.client.register_script(_REPLACE_IF_NOT_OLDER)
         self._topic = runtime_settings.topic(RECOMMENDATIONS)
         self._readiness = StoreReadiness(self.client)
+        self.consumed = 0
+        self._last_notice = time.monotonic()
+        log.info(
+            "timelines: waiting for recommendations on %s, produced by the Airflow"
+            " recommendations DAG (hourly); nothing is merged until it runs",
+            self._topic,
+        )
 
     @property
     def input_types(self) -> Mapping[str, type[Any]]:
@@ -72,6 +95,14 @@ class TimelinesHandler(BaseHandler):
 
     def store_ready(self) -> bool:
         return self._readiness()
+
+    def tick(self, outbox: Outbox) -> None:
+        if self.consumed:
+            return
+        now = time.monotonic()
+        if now - self._last_notice >= self.settings.timelines_idle_notice_s:
+            self._last_notice = now
+            log.info(IDLE_NOTICE, self._topic)
 
     def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -104,6 +135,9 @@ class TimelinesHandler(BaseHandler):
             for user_id, tweet_ids in merged:
                 publish_timeline(live, user_id, tweet_ids)
             live.execute()
+        if not self.consumed and records:
+            log.info("timelines: first recommendations consumed (%d)", len(records))
+        self.consumed += len(records)
 
     def close(self) -> None:
         self.client.close()
