@@ -16,6 +16,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "starling.harness.cli",
     # extends the `dev` group that starling.harness.cli creates, so it must come after it
     "starling.harness.controlplane_cli",
+    # `starling up`/`down`/`status`: the whole local stack (a development command)
+    "starling.harness.stack_cli",
     "starling.toolchain.cli",
 )
 

@@ -1,0 +1,154 @@
+"""`starling up` as a user runs it: a real process with a temporary data directory, every
+component a real process. It must print its table with every component healthy, data must
+flow (status exits 0, the tweets topic grows, a signed-in user reads a non-empty timeline
+through the gateway), and SIGINT must leave no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from starling.harness.stack import DEV_PASSWORD, STATE_FILE, pid_alive
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+UP_TIMEOUT_S = 180.0
+
+
+def starling(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "starling.cli", *argv]
+
+
+def wait_for(output: Path, text: str, process: subprocess.Popen[bytes], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        content = output.read_text(errors="replace")
+        if text in content:
+            return content
+        if process.poll() is not None:
+            pytest.fail(f"starling up exited with {process.returncode}:\n{content}")
+        time.sleep(0.5)
+    pytest.fail(f"{text!r} not printed within {timeout:.0f} s:\n{output.read_text()}")
+
+
+def status(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        starling("status", "--data-dir", str(data_dir)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def topic_count(table: str, topic: str) -> int:
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.split("│")]
+        if len(cells) > 2 and cells[1] == f"topic {topic}":
+            return int(cells[2].split()[0])
+    raise AssertionError(f"no row for topic {topic} in:\n{table}")
+
+
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        result: dict[str, Any] = json.loads(response.read())
+        return result
+
+
+def get_json(url: str, token: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def some_timeline(identity_url: str, gateway_url: str, timeout: float = 60.0) -> Any:
+    """The first non-empty home timeline of users u1..u10, read as that user, signed in."""
+    # Signed in once each: sign-ins are rate limited per address.
+    tokens = {
+        user: post_json(
+            f"{identity_url}/v1/sessions", {"username": f"u{user}", "password": DEV_PASSWORD}
+        )["access_token"]
+        for user in range(1, 11)
+    }
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for user, token in tokens.items():
+            timeline = get_json(f"{gateway_url}/v1/users/{user}/timeline", token)
+            if timeline["tweets"]:
+                return timeline
+        time.sleep(2)
+    return None
+
+
+def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    output = tmp_path / "up.out"
+    # Few users, so a followed user posts soon at a gentle rate.
+    argv = starling(
+        "up", "--no-airflow", "--data-dir", str(data_dir), "--rate", "50", "--users", "50"
+    )
+    argv += ["--gateway-port", "0", "--identity-port", "0"]
+    with output.open("wb") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+    pids: list[int] = []
+    try:
+        started = time.monotonic()
+        printed = wait_for(output, "all healthy after", process, UP_TIMEOUT_S)
+        print(f"\nstarling up to all-healthy: {time.monotonic() - started:.1f} s (wall)")
+        table = printed.split("starling up", 1)[1]
+        for name in ("kafka", "store", "identity", "gateway", "ingestion", "trends"):
+            assert f"│ {name}" in table
+        for name in ("timelines", "notifier", "loadgen"):
+            assert f"│ {name}" in table
+        assert "UNHEALTHY" not in table
+
+        state = json.loads((data_dir / STATE_FILE).read_text())
+        pids = [pid for component in state["components"] for pid in component["pids"]]
+        assert len(pids) == 9 and all(pid_alive(pid) for pid in pids)
+
+        first = status(data_dir)
+        assert first.returncode == 0, first.stdout + first.stderr
+        time.sleep(3)
+        second = status(data_dir)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert topic_count(second.stdout, "tweets") > topic_count(first.stdout, "tweets") > 0
+
+        # A signed-in user reads a non-empty home timeline through the gateway.
+        assert some_timeline(state["identity_url"], state["gateway_url"])
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        stopped = time.monotonic()
+        code = process.wait(timeout=60)
+    print(f"stop after SIGINT: {time.monotonic() - stopped:.1f} s")
+    assert code == 0, output.read_text()
+    left = [pid for pid in pids if pid_alive(pid)]
+    assert not left, f"still running after Ctrl-C: {left}"
+    # Nor any child of theirs: no process group of the stack survives.
+    survivors = [
+        entry.name
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and _pgid(int(entry.name)) in set(pids)
+    ]
+    assert not survivors, survivors
+    assert not (data_dir / STATE_FILE).exists()
+    assert os.stat(data_dir / "identity-seed").st_mode & 0o777 == 0o600
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
