@@ -21,6 +21,7 @@ from starling.loadgen.sink import (
     producer_config,
     send_batches,
 )
+from starling.loadgen.store import StoreLoadError, load_users
 
 PASSWORD_ENV = "STARLING_KAFKA_SASL_PASSWORD"
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -190,6 +191,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="give up if the cluster or a topic cannot be reached within S s (default 10)",
     )
+    store = parser.add_argument_group("store")
+    store.add_argument(
+        "--store-url",
+        metavar="redis://HOST:PORT[/DB]",
+        help="first load the users' follow graph and handles (u<n> -> n) into this store,"
+        " so ingestion fans tweets out and the notifier resolves @mentions",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the report")
     parser.set_defaults(handler=run, loadgen_parser=parser)
 
@@ -260,6 +268,17 @@ def run(args: argparse.Namespace) -> int:
             say.write(
                 f"loadgen: burst #{burst.hashtag} x{burst.multiplier:g}"
                 f" from {burst.start.isoformat()} to {burst.end.isoformat()}\n"
+            )
+    if args.store_url:
+        try:
+            loaded = load_users(args.store_url, generator, timeout_s=args.connect_timeout)
+        except StoreLoadError as exc:
+            say.write(f"loadgen: error: {exc}\n")
+            return 2
+        if not args.quiet:
+            say.write(
+                f"loadgen: loaded {loaded.users:,} users' handles and {loaded.follows:,}"
+                f" follows into {loaded.where}\n"
             )
     sink: Sink
     try:
