@@ -7,9 +7,11 @@
 * `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
 * `GET /v1/trends`: the trends of the latest closed window, and the current window's leaders;
 * `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events;
-* `GET /openapi.json`: the checked-in OpenAPI document describing all of the above.
+* `GET /openapi.json`: the checked-in OpenAPI document describing all of the above;
+* `GET /`, `/static/live.js`, `/static/live.css`, `/config.json`: the live page
+  (`starling.gateway.page`, docs/live-page.md).
 
-Every route but trends and the document needs an identity (`starling.gateway.auth`), and
+Every route but trends, the document and the page needs an identity (`starling.gateway.auth`), and
 acts only for it: a user reads their own timeline, notifications and stream, and posts
 only events whose actor they are. Errors are JSON `{"error": kind, "reason": code,
 "field": path or null, "message": text}`; `reason` is the specific code (equal to `error`
@@ -67,6 +69,7 @@ from starling.gateway.hub import (
     sse_frame,
 )
 from starling.gateway.metrics import GatewayMetrics
+from starling.gateway.page import ASSETS, Page
 from starling.gateway.settings import GatewaySettings
 from starling.gateway.timeline import VisibleTimeline
 from starling.runtime.config import RuntimeSettings
@@ -258,8 +261,11 @@ class Gateway:
         self.trend_feed: TrendFeed | None = None
         self.live_feed: LiveFeed | None = None
         self._openapi = openapi_document()
+        self.page = Page(settings.page_identity_url)
         self.app = Starlette(
             routes=[
+                *(Route(path, self.page.asset, methods=["GET"]) for path in ASSETS),
+                Route("/config.json", self.page.config, methods=["GET"]),
                 Route("/openapi.json", self.get_openapi, methods=["GET"]),
                 Route(
                     "/v1/events", self.metrics.endpoint("events", self.post_event), methods=["POST"]

@@ -58,6 +58,11 @@ class GatewaySettings(HttpSettings):
     # kids cannot make the gateway hammer the issuer.
     jwks_min_refetch_s: float = Field(default=10.0, ge=0, le=3600)
     jwks_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Where a browser reaches the identity service to sign in (`POST <url>/v1/sessions`):
+    # the live page at `/` learns it from `/config.json`. Unset, the issuer URL is used
+    # (the built-in identity service is its own issuer). That service must list the
+    # page's origin in STARLING_IDENTITY_ALLOWED_ORIGINS.
+    identity_url: str | None = None
     # CIDRs whose requests may carry `user_header` (auth=header only), comma-separated.
     trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
     user_header: str = Field(default="X-Starling-User", min_length=1)
@@ -105,6 +110,12 @@ class GatewaySettings(HttpSettings):
                 raise ValueError(f"not a CIDR list (e.g. 10.0.0.0/8,fd00::/8): {error}") from None
         return value
 
+    @property
+    def page_identity_url(self) -> str | None:
+        """The identity service's base URL as the live page uses it (no trailing slash)."""
+        url = self.identity_url or self.issuer
+        return url.rstrip("/") if url is not None else None
+
     @model_validator(mode="after")
     def _mode_is_complete(self) -> Self:
         if self.auth == "token":
@@ -126,6 +137,8 @@ class GatewaySettings(HttpSettings):
                 "STARLING_GATEWAY_TRUSTED_PROXIES is required with STARLING_GATEWAY_AUTH=header"
                 " (the ingress addresses whose identity header counts)"
             )
+        if self.identity_url is not None:
+            _http_url(self.identity_url, "STARLING_GATEWAY_IDENTITY_URL")
         if self.revocation == "store" and self.auth != "token":
             raise ValueError("STARLING_GATEWAY_REVOCATION=store needs STARLING_GATEWAY_AUTH=token")
         return self

@@ -37,6 +37,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -127,6 +128,24 @@ def decode_request(body: bytes, request_type: type[RequestT]) -> RequestT:
         raise ApiError(400, "malformed", f"the body is not JSON: {error}") from None
 
 
+def cors_middleware(origins: list[str]) -> list[Middleware]:
+    """CORS for exactly `origins` (the pages that sign users in from a browser), with
+    credentials so the session cookie a sign-in sets is kept; nothing when none is listed,
+    so other origins get no CORS headers at all and the browser refuses their reads."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            max_age=600,
+        )
+    ]
+
+
 def load_openapi() -> bytes:
     """The checked-in OpenAPI document, shipped in this package."""
     return importlib.resources.files("starling.identity").joinpath(OPENAPI_RESOURCE).read_bytes()
@@ -192,7 +211,10 @@ class Identity:
                 Route("/openapi.json", self.metrics.endpoint("openapi", self.get_openapi)),
             ],
             exception_handlers={HTTPException: ApiError.for_http_exception},
-            middleware=[Middleware(HeadSizeLimit, max_bytes=MAX_HEADER_BYTES)],
+            middleware=[
+                Middleware(HeadSizeLimit, max_bytes=MAX_HEADER_BYTES),
+                *cors_middleware(settings.allowed_origins),
+            ],
             lifespan=self._lifespan,
         )
 

@@ -57,6 +57,10 @@ class IdentitySettings(HttpSettings):
     demo_users: int = Field(default=0, ge=0, le=100_000_000)
     # Proxies whose X-Forwarded-For (and X-Client-Country) are believed; none by default.
     trusted_proxies: Annotated[list[IpNetwork], NoDecode] = Field(default_factory=list)
+    # Browser origins (`scheme://host[:port]`, comma-separated) whose pages may call this
+    # service with credentials (CORS), e.g. the gateway's live page. None by default: only
+    # listed origins get `Access-Control-Allow-Origin`, never `*`.
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Sign-in attempts admitted per sliding window, per account name and per client address.
     signin_per_account: int = Field(default=5, ge=1, le=10_000)
     signin_per_address: int = Field(default=20, ge=1, le=1_000_000)
@@ -119,6 +123,31 @@ class IdentitySettings(HttpSettings):
     @classmethod
     def _split_networks(cls, value: Any) -> Any:
         return _comma_separated(value)
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        return _comma_separated(value)
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path
+                or parts.query
+                or parts.fragment
+                or parts.username is not None
+            ):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port], no path"
+                    " (e.g. http://127.0.0.1:8080)"
+                )
+        # Browsers send the origin in lower case without a default port: compare that way.
+        return [origin.lower() for origin in value]
 
     @model_validator(mode="after")
     def _demo_users_only_in_dev_mode(self) -> Self:

@@ -436,7 +436,9 @@ def test_openapi_document_covers_security_and_errors() -> None:
     assert schemes["sessionCookie"]["name"] == "starling_session"
     error_fields = set(document["components"]["schemas"]["Error"]["required"])
     assert error_fields == {"error", "reason", "field", "message"}
-    public = {("/v1/trends", "get"), ("/openapi.json", "get")}
+    public = {("/v1/trends", "get"), ("/openapi.json", "get")} | {
+        (path, "get") for path in ("/", "/static/live.js", "/static/live.css", "/config.json")
+    }
     for path, item in document["paths"].items():
         for method, operation in item.items():
             statuses = set(operation["responses"])
