@@ -1,4 +1,5 @@
-"""Shared fixtures: real Kafka brokers and a real Redis from `starling.harness`.
+"""Shared fixtures: real Kafka brokers and a real Redis from `starling.harness`, and the
+pinned Go-built tools (`go_tool`), built on first use.
 
 Nothing here skips: if the Kafka jars cannot be fetched or `redis-server` is missing,
 the fixture fails with the harness's error, which says what to install. CI installs
@@ -11,8 +12,10 @@ Tests that use any of these fixtures are marked `integration` automatically, so
 from __future__ import annotations
 
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -30,6 +33,48 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def tool_progress(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """Print a line now, past pytest's output capture: a cold tool build runs for minutes
+    inside one fixture, and a silent terminal looks like a hang."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def report(line: str) -> None:
+        if capture is None:  # run with `-p no:capture`: nothing to get past
+            print(line, file=sys.__stderr__, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            print(line, flush=True)
+
+    return report
+
+
+@pytest.fixture(scope="session")
+def go_tool(tool_progress: Callable[[str], None]) -> Callable[[str], Path]:
+    """`go_tool("helm")` -> the pinned binary from the versioned tool cache.
+
+    `make setup` does not build the Go tools; a tier builds what it asks for on first use
+    (the chart tests helm, the control-plane tier its five tools), so a unit run never
+    waits for the control-plane tools. Builds of the same tool are serialised by a lock
+    file in the cache directory (`ensure_tool`): a second session or a concurrent
+    `make tools` waits and then reuses the first one's binary.
+    """
+    from starling.toolchain import cached_tool, ensure_tool, tool_dir, tool_named
+
+    def get(name: str) -> Path:
+        found = cached_tool(name)
+        if found is not None:
+            return found
+        tool = tool_named(name)
+        tool_progress(
+            f"[tools] {tool.name} {tool.version} is not built yet; building it into "
+            f"{tool_dir(tool)} now, once per machine (`make tools` builds every tool ahead)"
+        )
+        return ensure_tool(tool, progress=tool_progress)
+
+    return get
 
 
 @pytest.fixture(scope="session")

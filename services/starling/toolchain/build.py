@@ -81,7 +81,16 @@ def ensure_tool(tool: GoTool | str, *, progress: Progress | None = None) -> Path
     tools_root().mkdir(parents=True, exist_ok=True)
     # Two test sessions (or a test and `starling tools build`) may want the same tool at
     # once; the second waits for the first and then reuses its result.
-    with _exclusive_lock(tools_root() / f".{resolved.versioned_name}.lock"):
+    lock = tools_root() / f".{resolved.versioned_name}.lock"
+
+    def waiting() -> None:
+        # Without this line a second test session sits silent for the other's whole build.
+        report(
+            f"[{resolved.name} {resolved.version}] another process is building it "
+            f"(lock {lock}); waiting to reuse its result ..."
+        )
+
+    with _exclusive_lock(lock, on_wait=waiting):
         cached = cached_tool(resolved)
         if cached is not None:
             return cached
@@ -371,9 +380,15 @@ def _go_language_version(go: str) -> str:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
+def _exclusive_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on `path`; `on_wait` runs once if another holder makes us wait."""
     with path.open("a") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
         finally:

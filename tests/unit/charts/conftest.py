@@ -12,8 +12,6 @@ from typing import Any
 import pytest
 import yaml
 
-from starling.toolchain import cached_tool, ensure_tool
-
 CHART_DIR = Path(__file__).resolve().parents[3] / "charts" / "starling-services"
 CI_VALUES = sorted((CHART_DIR / "ci").glob("values-*.yaml"))
 SERVICES = ("ingestion", "trends", "timelines", "notifier", "gateway", "identity")
@@ -29,18 +27,10 @@ class HelmError(AssertionError):
 
 
 @pytest.fixture(scope="session")
-def helm(request: pytest.FixtureRequest) -> Path:
-    """The pinned helm binary. A cold cache builds it (minutes); progress is shown live."""
-    if cached_tool("helm") is not None:
-        return ensure_tool("helm")
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def live(line: str) -> None:
-        # Output capture would hide a multi-minute build until the end; print through it.
-        with capture.global_and_fixture_disabled():
-            print(line, flush=True)
-
-    return ensure_tool("helm", progress=live)
+def helm(go_tool: Callable[[str], Path]) -> Path:
+    """The pinned helm binary. A cold cache builds it here (minutes), progress shown live;
+    only helm: the chart tests never wait for the control-plane tools."""
+    return go_tool("helm")
 
 
 def run_helm(helm: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,12 +6,12 @@ NetworkPolicies), the values the program really sent are rendered with the real 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from starling.toolchain import ensure_tool
 from starling_infra.config import StarlingConfigError
 from tests.unit.charts.conftest import CHART_DIR, by_kind, template
 from tests.unit.infra.harness import TEST_SEED, ProgramRun, run_expecting_failure, run_program
@@ -30,8 +30,9 @@ PROD_BUILTIN_REMOVE = ("starling:identity.issuerUrl",)
 
 
 @pytest.fixture(scope="module")
-def helm() -> Path:
-    return ensure_tool("helm")
+def helm(go_tool: Callable[[str], Path]) -> Path:
+    # Built on first use with live progress (tests/conftest.py), like the chart tests.
+    return go_tool("helm")
 
 
 def _render(helm: Path, run: ProgramRun, tmp_path: Path) -> list[dict[str, Any]]:
