@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 UV_RUN := uv run --frozen
 
-.PHONY: help setup tools test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis dev-airflow bench
+.PHONY: help setup tools test unit integration controlplane lint typecheck fmt docs dev-kafka dev-redis dev-airflow bench up down status
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -46,6 +46,15 @@ dev-airflow: ## Airflow with the repo's DAGs (BOOTSTRAP=host:port REDIS=redis://
 	@test -n "$(BOOTSTRAP)" -a -n "$(REDIS)" || { echo "usage: make dev-airflow" \
 		"BOOTSTRAP=<PLAINTEXT bootstrap of make dev-kafka> REDIS=<URL of make dev-redis>"; exit 2; }
 	$(UV_RUN) starling dev airflow --bootstrap "$(BOOTSTRAP)" --redis "$(REDIS)"
+
+up: ## the whole pipeline on this machine until Ctrl-C (ARGS="--no-airflow --rate 50 ...")
+	$(UV_RUN) starling up $(ARGS)
+
+down: ## stop what `make up` runs (from another terminal)
+	$(UV_RUN) starling down $(ARGS)
+
+status: ## one table of the local stack's health; fails if anything is unhealthy
+	$(UV_RUN) starling status $(ARGS)
 
 bench: ## loadgen vs raw producer, and schema decode throughput
 	$(UV_RUN) python bench/loadgen_bench.py

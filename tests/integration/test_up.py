@@ -145,6 +145,8 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
     assert not survivors, survivors
     assert not (data_dir / STATE_FILE).exists()
     assert os.stat(data_dir / "identity-seed").st_mode & 0o777 == 0o600
+    # The store's data stays for the next `starling up` to resume.
+    assert any(path.stat().st_size > 0 for path in (data_dir / "store").rglob("*.aof"))
 
 
 def _pgid(pid: int) -> int | None:

@@ -128,6 +128,7 @@ class AirflowStack(_process.StopsOnExit):
         self.environment = self._environment(env)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._stopped = False
+        self._keep_home = False
 
     @classmethod
     def start(
@@ -138,19 +139,29 @@ class AirflowStack(_process.StopsOnExit):
         components: Iterable[str] = COMPONENTS,
         ready_timeout: float = 120.0,
         progress: Callable[[str], None] | None = None,
+        home: Path | None = None,
     ) -> AirflowStack:
         """Migrate a fresh metadata database, start the components and wait until the
         api-server reports every one of them healthy. `env` adds to (and wins over) the
         settings made here, e.g. connections as `AIRFLOW_CONN_*`. `progress` is told about
-        each step (a migration alone takes tens of seconds)."""
+        each step (a migration alone takes tens of seconds).
+
+        With `home`, AIRFLOW_HOME (database, logs) is that directory and `stop()` keeps
+        it, so a later stack on the same home resumes its database (the migration is then
+        a quick check); by default it is a temporary directory, deleted by `stop()`."""
         report = progress or (lambda line: None)
-        home = Path(tempfile.mkdtemp(prefix="starling-airflow-"))
-        _process.reaper.watch_directory(home)
+        keep = home is not None
+        if home is None:
+            home = Path(tempfile.mkdtemp(prefix="starling-airflow-"))
+            _process.reaper.watch_directory(home)
+        else:
+            home.mkdir(parents=True, exist_ok=True)
         stack = cls(home=home, dags_folder=dags_folder, env=env or {}, components=components)
+        stack._keep_home = keep
         _live_stacks.add(stack)
         try:
             started = time.monotonic()
-            report(f"[airflow] migrating a new SQLite metadata database in {home} ...")
+            report(f"[airflow] migrating the SQLite metadata database in {home} ...")
             stack._migrate()
             report(f"[airflow] database ready after {time.monotonic() - started:.0f} s")
             for component in stack.components:
@@ -252,7 +263,8 @@ class AirflowStack(_process.StopsOnExit):
         self._wait_healthy(ready_timeout)
 
     def stop(self) -> None:
-        """Stop every component (SIGTERM, then SIGKILL after 30 s) and delete the home."""
+        """Stop every component (SIGTERM, then SIGKILL after 30 s) and delete the home
+        (unless `start` was given it)."""
         if self._stopped:
             return
         self._stopped = True
@@ -262,8 +274,9 @@ class AirflowStack(_process.StopsOnExit):
             # when each uses its 30 s grace).
             _process.stop_processes(self._processes.values(), timeout=30.0, warn_on_kill=False)
         finally:
-            shutil.rmtree(self.home, ignore_errors=True)
-            _process.reaper.forget_directory(self.home)
+            if not self._keep_home:
+                shutil.rmtree(self.home, ignore_errors=True)
+                _process.reaper.forget_directory(self.home)
             _live_stacks.discard(self)
 
     # ---- observation -----------------------------------------------------------------

@@ -58,6 +58,7 @@ class RedisServer(_process.StopsOnExit):
         self.extra_config = dict(extra_config)
         self._process: subprocess.Popen[bytes] | None = None
         self._stopped = False
+        self._keep_directory = False
 
     @classmethod
     def start(
@@ -66,12 +67,21 @@ class RedisServer(_process.StopsOnExit):
         appendonly: bool = False,
         extra_config: Mapping[str, str] | None = None,
         ready_timeout: float = 15.0,
+        directory: Path | None = None,
     ) -> RedisServer:
         """Start on a free port. No persistence unless `appendonly`, in which case every
-        write is fsynced to the AOF before it is acknowledged (so even `kill()` keeps it)."""
+        write is fsynced to the AOF before it is acknowledged (so even `kill()` keeps it).
+
+        With `directory` the data lives there and `stop()` keeps it, so a later server
+        started on the same directory (with `appendonly`) loads it again; by default it
+        is a private temporary directory, deleted by `stop()`."""
         executable = redis_server_executable()
-        directory = Path(tempfile.mkdtemp(prefix="starling-redis-"))
-        _process.reaper.watch_directory(directory)
+        keep = directory is not None
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="starling-redis-"))
+            _process.reaper.watch_directory(directory)
+        else:
+            directory.mkdir(parents=True, exist_ok=True)
         server = cls(
             executable=executable,
             port=_process.free_ports(1)[0],
@@ -79,6 +89,7 @@ class RedisServer(_process.StopsOnExit):
             appendonly=appendonly,
             extra_config=extra_config or {},
         )
+        server._keep_directory = keep
         _live_servers.add(server)
         try:
             server._launch(ready_timeout)
@@ -115,7 +126,8 @@ class RedisServer(_process.StopsOnExit):
             _process.kill_process(self._process)
 
     def stop(self) -> None:
-        """Stop the server for good and delete its data directory."""
+        """Stop the server for good and delete its data directory (unless the caller
+        gave it)."""
         if self._stopped:
             return
         self._stopped = True
@@ -123,8 +135,9 @@ class RedisServer(_process.StopsOnExit):
             if self._process is not None:
                 _process.stop_process(self._process, timeout=10.0)
         finally:
-            shutil.rmtree(self.directory, ignore_errors=True)
-            _process.reaper.forget_directory(self.directory)
+            if not self._keep_directory:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                _process.reaper.forget_directory(self.directory)
             _live_servers.discard(self)
 
     def _command(self) -> list[str]:

@@ -206,6 +206,7 @@ class Stack:
         self.state = StackState(pid=os.getpid(), data_dir=str(options.data_dir))
         self._stoppers: list[tuple[str, Callable[[], None]]] = []
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
+        self._launched: dict[str, float] = {}
         self._airflow: Any = None
         self._kafka: Any = None
         self._redis: Any = None
@@ -260,7 +261,11 @@ class Stack:
         for service in STREAM_SERVICES:
             for replica in range(1, opts.replicas + 1):
                 name = service if opts.replicas == 1 else f"{service}-{replica}"
-                self._start_python(name, service, address="", env=dict(base))
+                self._start_python(name, service, address="", env=dict(base), wait=False)
+        # Launched together, waited for together: each spends seconds importing.
+        for component in self.state.components:
+            if component.kind == "service":
+                self._wait_ready(component, self._processes[component.name])
         if opts.airflow:
             self._start_airflow()
         self._start_loadgen()
@@ -299,7 +304,7 @@ class Stack:
         from starling.harness.redis import RedisServer
 
         self.say("[up] starting the store (redis-server) ...")
-        server = RedisServer.start(appendonly=True)
+        server = RedisServer.start(appendonly=True, directory=self.options.data_dir / "store")
         self._redis = server
         self._stoppers.append(("store", server.stop))
         self.state.store_url = server.url
@@ -332,7 +337,9 @@ class Stack:
         )
         return env
 
-    def _start_python(self, name: str, service: str, *, address: str, env: dict[str, str]) -> None:
+    def _start_python(
+        self, name: str, service: str, *, address: str, env: dict[str, str], wait: bool = True
+    ) -> None:
         metrics_port = _process.free_ports(1)[0]
         env["METRICS_PORT"] = str(metrics_port)
         log = self.logs / f"{name}.log"
@@ -344,6 +351,7 @@ class Stack:
             env=env,
         )
         self._processes[name] = process
+        self._launched[name] = time.monotonic()
         component = Component(
             name=name,
             kind="http" if service in ("gateway", "identity") else "service",
@@ -354,11 +362,13 @@ class Stack:
         )
         self.state.components.append(component)
         self.state.save()
-        self._wait_ready(component, process)
+        if wait:
+            self._wait_ready(component, process)
 
     def _wait_ready(self, component: Component, process: subprocess.Popen[bytes]) -> None:
         assert component.health_url is not None
         started = time.monotonic()
+        launched = self._launched[component.name]
         while not probe(component.health_url, timeout=1.0):
             code = process.poll()
             if code is not None:
@@ -369,7 +379,7 @@ class Stack:
                     f" (see {component.log})\n{_process.tail(Path(component.log), 20)}"
                 )
             time.sleep(0.2)
-        self.say(f"[up] {component.name} ready after {time.monotonic() - started:.1f} s")
+        self.say(f"[up] {component.name} ready, {time.monotonic() - launched:.1f} s after launch")
 
     def _start_airflow(self) -> None:
         from starling.harness.airflow import AirflowStack, connections_env, default_dags_folder
@@ -380,6 +390,7 @@ class Stack:
             env=connections_env(self.state.bootstrap, self.state.store_url),
             ready_timeout=300.0,
             progress=self.say,
+            home=self.options.data_dir / "airflow",
         )
         self._airflow = stack
         self._stoppers.append(("airflow", stack.stop))
@@ -462,6 +473,12 @@ class Stack:
         loadgen = self._processes.get("loadgen")
         if loadgen is not None:
             _process.stop_processes([loadgen], timeout=5.0, warn_on_kill=False)
+        if self._airflow is not None:
+            # The harness grants each component 30 s to stop gracefully; here a few seconds
+            # do (a task cut short is retried by the next run), then the harness cleans up.
+            _process.stop_processes(
+                self._airflow._processes.values(), timeout=5.0, warn_on_kill=False
+            )
         for name, stopper in reversed(self._stoppers):
             if name == "airflow":
                 with _reported(self.say, name):

@@ -152,7 +152,9 @@ def _store_rows(url: str) -> list[Row]:
 
 def _airflow_rows(api_url: str, data_dir: Path) -> list[Row]:
     try:
-        with urllib.request.urlopen(f"{api_url}/api/v2/monitor/health", timeout=_TIMEOUT_S) as r:
+        # The api-server answers slowly while the scheduler is busy on a small machine.
+        health_url = f"{api_url}/api/v2/monitor/health"
+        with urllib.request.urlopen(health_url, timeout=3 * _TIMEOUT_S) as r:
             health: dict[str, Any] = json.loads(r.read())
     except (OSError, urllib.error.URLError, ValueError) as error:
         return [Row("airflow api-server", f"{api_url} unreachable: {error}", False)]
@@ -160,7 +162,27 @@ def _airflow_rows(api_url: str, data_dir: Path) -> list[Row]:
     for key in ("scheduler", "dag_processor", "triggerer"):
         status = (health.get(key) or {}).get("status")
         rows.append(Row(f"airflow {key.replace('_', '-')}", str(status), status == "healthy"))
-    return rows
+    return rows + _dag_run_rows(data_dir / "airflow" / "airflow.db")
+
+
+def _dag_run_rows(database: Path) -> list[Row]:
+    """The latest run of each DAG, read-only from the metadata database."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as connection:
+            latest = connection.execute(
+                "SELECT dag_id, state, run_type, MAX(id) FROM dag_run GROUP BY dag_id"
+                " ORDER BY dag_id"
+            ).fetchall()
+    except sqlite3.Error as error:
+        return [Row("airflow DAG runs", f"unreadable: {error}", None)]
+    if not latest:
+        return [Row("airflow DAG runs", "none yet", None)]
+    return [
+        Row(f"dag {dag_id}", f"latest run: {state} ({run_type})", state != "failed")
+        for dag_id, state, run_type, _id in latest
+    ]
 
 
 def render(rows: list[Row]) -> str:
