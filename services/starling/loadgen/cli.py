@@ -196,7 +196,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--store-url",
         metavar="redis://HOST:PORT[/DB]",
         help="first load the users' follow graph and handles (u<n> -> n) into this store,"
-        " so ingestion fans tweets out and the notifier resolves @mentions",
+        " so ingestion fans tweets out and resolves @mentions into notifications",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress lines, only the report")
     parser.set_defaults(handler=run, loadgen_parser=parser)
