@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 SKIP_VARIABLE = "STARLING_SKIP_CONTROLPLANE"
 CONTROLPLANE_FIXTURES = frozenset({"control_plane", "pulumi_tools", "live"})
+# The Go-built tools this tier needs (built on first use; docs/tools.md).
+CONTROL_PLANE_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager")
+PULUMI_TOOLS = ("pulumi", "pulumi-resource-kubernetes")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -33,15 +36,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def live(request: pytest.FixtureRequest) -> Callable[[str], None]:
+def live(tool_progress: Callable[[str], None]) -> Callable[[str], None]:
     """Print a line now, through pytest's capture (a cold build takes many minutes)."""
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-
-    def report(line: str) -> None:
-        with capture.global_and_fixture_disabled():
-            print(line, flush=True)
-
-    return report
+    return tool_progress
 
 
 def _skip_if_asked() -> None:
@@ -50,25 +47,27 @@ def _skip_if_asked() -> None:
 
 
 @pytest.fixture(scope="session")
-def control_plane(live: Callable[[str], None]) -> Iterator[ControlPlane]:
+def control_plane(
+    live: Callable[[str], None], go_tool: Callable[[str], Path]
+) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver + kube-controller-manager with the Strimzi CRDs installed,
     for the whole session; `control_plane.kubeconfig` and `control_plane.api()`."""
     _skip_if_asked()
     from starling.harness.controlplane import ControlPlane
 
+    # Built (on a cold cache) through go_tool first, so the terminal says which tool is
+    # missing and why it is being built; the harness then finds them cached.
+    for name in CONTROL_PLANE_TOOLS:
+        go_tool(name)
     with ControlPlane.start(progress=live) as plane:
         yield plane
 
 
 @pytest.fixture(scope="session")
-def pulumi_tools(live: Callable[[str], None]) -> dict[str, Path]:
+def pulumi_tools(go_tool: Callable[[str], Path]) -> dict[str, Path]:
     """The Pulumi CLI and the Kubernetes provider plugin, built on a cache miss."""
     _skip_if_asked()
-    from starling.toolchain import ensure_tool
-
-    return {
-        name: ensure_tool(name, progress=live) for name in ("pulumi", "pulumi-resource-kubernetes")
-    }
+    return {name: go_tool(name) for name in PULUMI_TOOLS}
 
 
 @pytest.fixture(scope="session")
