@@ -200,6 +200,11 @@ def test_two_users_live_in_chromium(
     seed.write_bytes(b"live-page-test-seed-0123456789abcdef0123456789abcdef")
     # Mentions resolve through the handle index (the loadgen loads it for its users).
     load_graph(redis_client, {}, handles={"u1": 1, "u2": 2})
+    # B's who-to-follow list as the timelines service keeps it from the DAG's output.
+    redis_client.hset(
+        keys.who_to_follow(2),
+        mapping={"time_ms": 1, "items": b'[{"user_id":1,"score":0.9,"reason":"fof"}]'},
+    )
     (gateway_port,) = free_ports(1)
     page_url = f"http://127.0.0.1:{gateway_port}"
     a, b = browsers
@@ -224,9 +229,10 @@ def test_two_users_live_in_chromium(
                 sign_in(a, page_url, "u1")
                 sign_in(b, page_url, "u2")
 
-                # B follows A from the page; the notifier records it in the graph.
-                b.find_element(By.ID, "follow-id").send_keys("1")
-                b.find_element(By.CSS_SELECTOR, "#follow button[type=submit]").click()
+                # B follows A from the page's who-to-follow list; the notifier records it.
+                b.find_element(
+                    By.CSS_SELECTOR, "#who-to-follow li[data-user-id='1'] button"
+                ).click()
                 wait_for(
                     lambda: redis_client.sismember(keys.followers(1), "2") == 1,
                     60,
@@ -264,6 +270,7 @@ def test_two_users_live_in_chromium(
                 timeline = b.find_element(By.ID, "timeline").text
                 assert f"live tweet {TWEETS - 1}" in timeline
                 time.sleep(0.5)  # the slide-in animation (0.35 s) done before the picture
+                b.set_window_size(1280, 1500)  # tall enough for trends and who-to-follow
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 b.save_screenshot(str(SCREENSHOT))
 

@@ -5,6 +5,7 @@
   where the store still has it, without tweets hidden by blocks and mutes
   (`starling.gateway.timeline`);
 * `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
+* `GET /v1/users/{id}/who-to-follow`: the recommendations DAG's latest accounts to follow;
 * `GET /v1/trends`: the trends of the latest closed window, and the current window's leaders;
 * `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events;
 * `GET /openapi.json`: the checked-in OpenAPI document describing all of the above;
@@ -278,6 +279,11 @@ class Gateway:
                 Route(
                     "/v1/users/{user_id}/notifications",
                     self.metrics.endpoint("notifications", self.get_notifications),
+                    methods=["GET"],
+                ),
+                Route(
+                    "/v1/users/{user_id}/who-to-follow",
+                    self.metrics.endpoint("who_to_follow", self.get_who_to_follow),
                     methods=["GET"],
                 ),
                 Route(
@@ -575,6 +581,22 @@ class Gateway:
 
         entries = await self._read_store(read)
         return json_response({"user_id": user_id, "notifications": entries})
+
+    async def get_who_to_follow(self, request: Request) -> Response:
+        """The latest who-to-follow list the recommendations DAG made for the requester
+        (kept by the timelines service); empty, `time_ms` null, before its first run."""
+        user_id = await self._owner(request)
+        stored: Any = await self._read_store(
+            lambda: self.store.hmget(keys.who_to_follow(user_id), "time_ms", "items")
+        )
+        time_ms, items = stored
+        return json_response(
+            {
+                "user_id": user_id,
+                "time_ms": int(time_ms) if time_ms is not None else None,
+                "accounts": msgspec.Raw(items) if items is not None else [],
+            }
+        )
 
     async def get_openapi(self, _request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")

@@ -69,3 +69,15 @@ def test_identity_url_must_be_http(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STARLING_GATEWAY_IDENTITY_URL", "ftp://identity")
     with pytest.raises(ConfigError, match="STARLING_GATEWAY_IDENTITY_URL"):
         load_settings(GatewaySettings)
+
+
+def test_who_to_follow_is_the_requesters_own(
+    make_client: Callable[..., Client], issuer: TokenIssuer
+) -> None:
+    client = make_client(**issuer.gateway_settings())
+    assert client.get("/v1/users/7/who-to-follow").status_code == 401
+    other = client.get(
+        "/v1/users/8/who-to-follow", headers={"Authorization": f"Bearer {issuer.mint(7)}"}
+    )
+    assert other.status_code == 403
+    assert other.json()["reason"] == "not_your_resource"

@@ -165,6 +165,17 @@
     setLeaders(body.current);
   }
 
+  async function refreshWhoToFollow() {
+    const body = await api(`/v1/users/${state.userId}/who-to-follow`);
+    $("who-to-follow").replaceChildren(...body.accounts.map((account) =>
+      el("li", { "data-user-id": account.user_id },
+        `user ${account.user_id} `,
+        account.reason ? el("span", { class: "meta" }, `(${account.reason}) `) : "",
+        button("Follow", `follow user ${account.user_id}`,
+          (e) => follow(account.user_id, e.target)))));
+    $("who-to-follow-empty").hidden = body.accounts.length > 0;
+  }
+
   // ---------------------------------------------------------------- the stream
 
   function setStreamState(text, live) {
@@ -185,6 +196,7 @@
         refreshTimeline(true).catch(() => {});
         refreshNotifications(true).catch(() => {});
         refreshTrends().catch(() => {});
+        refreshWhoToFollow().catch(() => {});
       }
       state.everOpened = true;
     });
@@ -293,9 +305,11 @@
     $("sign-out").hidden = false;
     $("who").textContent = `Signed in as ${$("username").value} (user ${state.userId})`;
     openStream();
-    await Promise.all([refreshTimeline(false), refreshNotifications(false), refreshTrends()])
-      .catch(showError);
+    await Promise.all([refreshTimeline(false), refreshNotifications(false), refreshTrends(),
+                       refreshWhoToFollow()]).catch(showError);
     setInterval(() => { if (state.token) refreshTrends().catch(() => {}); }, LEADERS_EVERY_MS);
+    // The DAG runs hourly: a minute is fresh enough.
+    setInterval(() => { if (state.token) refreshWhoToFollow().catch(() => {}); }, 60000);
     document.body.dataset.ready = "true";
   }
 
