@@ -226,8 +226,13 @@ class Stack:
         self._start_store()
         seed = ensure_seed(opts.data_dir)
         base = self._base_env()
-        identity_port = opts.identity_port or _process.free_ports(1)[0]
+        # Both ports before either starts: the identity service admits the page's origin
+        # (the gateway's) and the gateway tells the page where to sign in.
+        spare = iter(_process.free_ports(2))
+        identity_port = opts.identity_port or next(spare)
+        gateway_port = opts.gateway_port or next(spare)
         self.state.identity_url = f"http://127.0.0.1:{identity_port}"
+        self.state.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self._start_python(
             "identity",
             "identity",
@@ -241,10 +246,9 @@ class Stack:
                 "STARLING_IDENTITY_SEED_FILE": str(seed),
                 "STARLING_IDENTITY_DEV_MODE": "true",
                 "STARLING_IDENTITY_DEMO_USERS": str(opts.users),
+                "STARLING_IDENTITY_ALLOWED_ORIGINS": self.state.gateway_url,
             },
         )
-        gateway_port = opts.gateway_port or _process.free_ports(1)[0]
-        self.state.gateway_url = f"http://127.0.0.1:{gateway_port}"
         self._start_python(
             "gateway",
             "gateway",
@@ -256,6 +260,7 @@ class Stack:
                 "STARLING_GATEWAY_ISSUER": self.state.identity_url,
                 "STARLING_GATEWAY_AUDIENCE": AUDIENCE,
                 "STARLING_GATEWAY_REVOCATION": "store",
+                "STARLING_GATEWAY_IDENTITY_URL": self.state.identity_url,
             },
         )
         for service in STREAM_SERVICES:
@@ -425,6 +430,10 @@ class Stack:
                 str(opts.seed),
                 "--users",
                 str(opts.users),
+                # The users' handles and follow graph into the store first: mentions
+                # notify and tweets fan out to followers' timelines.
+                "--store-url",
+                self.state.store_url,
                 "--quiet",
             ],
             cwd=opts.data_dir,
