@@ -63,6 +63,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="one table of the local stack's health; exit 1 if anything is unhealthy",
     )
     status.add_argument("--data-dir", type=Path, default=None, help=data_dir_help)
+    status.add_argument(
+        "--kube-context",
+        default=None,
+        help="check a cluster instead: the kubeconfig context whose API server to read"
+        " (Strimzi resources, Deployments/StatefulSets, the Airflow release)",
+    )
+    status.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=None,
+        help="kubeconfig file for --kube-context (default: $KUBECONFIG or ~/.kube/config)",
+    )
     status.set_defaults(handler=_run_status)
 
 
@@ -224,9 +236,33 @@ def _run_down(args: argparse.Namespace) -> int:
 def _run_status(args: argparse.Namespace) -> int:
     from starling.harness.status import collect, render
 
+    if args.kube_context is not None or args.kubeconfig is not None:
+        return _run_cluster_status(args)
     rows, reason = collect(_data_dir(args))
     if reason:
         print(f"starling status: {reason}", file=sys.stderr)
+        return 1
+    print(render(rows), flush=True)
+    return 0 if all(row.healthy is not False for row in rows) else 1
+
+
+def _run_cluster_status(args: argparse.Namespace) -> int:
+    from starling.harness.cluster_status import (
+        ClusterStatusError,
+        collect_cluster,
+        default_kubeconfig,
+        load_access,
+    )
+    from starling.harness.status import render
+
+    if not args.kube_context:
+        print("starling status: --kubeconfig needs --kube-context <context>", file=sys.stderr)
+        return 1
+    kubeconfig = Path(args.kubeconfig or default_kubeconfig()).expanduser()
+    try:
+        rows = collect_cluster(load_access(kubeconfig, args.kube_context))
+    except ClusterStatusError as error:
+        print(f"starling status: {error}", file=sys.stderr)
         return 1
     print(render(rows), flush=True)
     return 0 if all(row.healthy is not False for row in rows) else 1
