@@ -108,3 +108,19 @@ def test_a_crash_report_names_the_component_and_shows_its_log(tmp_path: Path) ->
     report = stack.crash_report("gateway", 2, log)
     assert report.splitlines()[0].startswith("gateway exited with code 2; see")
     assert "STARLING_GATEWAY_ISSUER must be" in report
+
+
+def test_kafka_passwords_are_generated_once_per_principal_and_private(tmp_path: Path) -> None:
+    from starling.access import PRINCIPALS
+
+    first = stack.ensure_kafka_passwords(tmp_path)
+    assert set(first) == {p.name for p in PRINCIPALS}
+    assert len(set(first.values())) == len(first)
+    assert os.stat(tmp_path / stack.KAFKA_USERS_FILE).st_mode & 0o777 == 0o600
+    assert stack.ensure_kafka_passwords(tmp_path) == first
+
+
+def test_a_damaged_kafka_passwords_file_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    (tmp_path / stack.KAFKA_USERS_FILE).write_text("not json")
+    with pytest.raises(stack.StackError, match=r"delete it .* or pass --fresh"):
+        stack.ensure_kafka_passwords(tmp_path)

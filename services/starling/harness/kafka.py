@@ -258,8 +258,12 @@ class KafkaCluster(_process.StopsOnExit):
         admin_password: str,
         authorizer: bool,
         version: str,
+        kept: bool = False,
     ) -> None:
         self.directory = directory
+        # A kept directory (given by the caller) survives stop(): the next start on it
+        # resumes the same cluster (id, topics, messages, committed offsets).
+        self.kept = kept
         self.nodes = nodes
         self.tls = tls
         self.admin_user = ADMIN_USER
@@ -282,8 +286,15 @@ class KafkaCluster(_process.StopsOnExit):
         class_data_sharing: bool = True,
         ready_timeout: float = 120.0,
         progress: Progress | None = None,
+        directory: Path | None = None,
     ) -> KafkaCluster:
         """Fetch the jars if needed, format storage and start `nodes` nodes; wait until ready.
+
+        Without `directory` the cluster lives in a temporary directory deleted by `stop()`.
+        With one, the directory is kept: storage is formatted only when it is empty, so a
+        later start on it resumes the same cluster (its id, KRaft log, topics, messages and
+        committed offsets, the admin user's password); ports and TLS files are new each
+        start. It must hold the same number of nodes each time.
 
         `authorizer=True` turns on the StandardAuthorizer (deny when no ACL matches) with
         `User:ANONYMOUS` (PLAINTEXT, inter-broker, controller) and `User:admin` as super
@@ -313,6 +324,7 @@ class KafkaCluster(_process.StopsOnExit):
             jvm=jvm,
             authorizer=authorizer,
             ready_timeout=ready_timeout,
+            kept_directory=directory,
         )
 
     @classmethod
@@ -324,9 +336,17 @@ class KafkaCluster(_process.StopsOnExit):
         jvm: JvmSettings,
         authorizer: bool,
         ready_timeout: float,
+        kept_directory: Path | None = None,
     ) -> KafkaCluster:
-        directory = Path(tempfile.mkdtemp(prefix=f"starling-kafka{nodes}-"))
-        _process.reaper.watch_directory(directory)
+        kept = kept_directory is not None
+        if kept_directory is not None:
+            directory = kept_directory.resolve()
+            directory.mkdir(parents=True, exist_ok=True)
+            _check_kept_nodes(directory, nodes)
+        else:
+            directory = Path(tempfile.mkdtemp(prefix=f"starling-kafka{nodes}-"))
+            # Only a temporary directory is the watchdog's to delete if we die.
+            _process.reaper.watch_directory(directory)
         cluster: KafkaCluster | None = None
         try:
             ports = _process.free_ports(3 * nodes)
@@ -345,13 +365,15 @@ class KafkaCluster(_process.StopsOnExit):
                 directory=directory,
                 nodes=node_list,
                 tls=tls,
-                admin_password=_kafka_uuid(),
+                admin_password=_admin_password(directory) if kept else _kafka_uuid(),
                 authorizer=authorizer,
                 version=distribution.version,
+                kept=kept,
             )
             _live_clusters.add(cluster)
             cluster._write_configuration()
-            cluster._format_storage()
+            if not cluster.is_formatted():
+                cluster._format_storage()
             for node in node_list:
                 node.launch()
             cluster._wait_ready(node_list, timeout=ready_timeout)
@@ -360,20 +382,29 @@ class KafkaCluster(_process.StopsOnExit):
         except BaseException:
             if cluster is not None:
                 cluster.stop()
-            else:
+            elif not kept:
                 shutil.rmtree(directory, ignore_errors=True)
                 _process.reaper.forget_directory(directory)
             raise
 
-    def stop(self, grace: float = 1.0) -> None:
-        """End every node (SIGTERM, SIGKILL after `grace` s) and delete the cluster directory.
+    def is_formatted(self) -> bool:
+        """Whether every node's log directory already holds formatted KRaft storage."""
+        return all((node.data_dir / "meta.properties").is_file() for node in self.nodes)
 
-        Nodes are stopped together: their data is thrown away, so there is no point in a
-        one-by-one controlled shutdown (which stalls once the quorum is gone).
+    def stop(self, grace: float | None = None) -> None:
+        """End every node (SIGTERM, SIGKILL after `grace` s) and delete a temporary cluster
+        directory (a kept one stays).
+
+        Nodes are stopped together: a temporary cluster's data is thrown away, so there is
+        no point in a one-by-one controlled shutdown (which stalls once the quorum is gone);
+        `grace` defaults to 1 s. A kept cluster gets 15 s, so a clean shutdown saves the
+        next start its log recovery.
         """
         if self._stopped:
             return
         self._stopped = True
+        if grace is None:
+            grace = 15.0 if self.kept else 1.0
         try:
             for node in self.nodes:
                 node.request_stop()
@@ -383,8 +414,9 @@ class KafkaCluster(_process.StopsOnExit):
         finally:
             for node in self.nodes:
                 node.kill()
-            shutil.rmtree(self.directory, ignore_errors=True)
-            _process.reaper.forget_directory(self.directory)
+            if not self.kept:
+                shutil.rmtree(self.directory, ignore_errors=True)
+                _process.reaper.forget_directory(self.directory)
             _live_clusters.discard(self)
 
     # ---------------------------------------------------------------- fault injection
@@ -468,6 +500,10 @@ class KafkaCluster(_process.StopsOnExit):
         return AdminClient({**self.client_config(), **overrides})
 
     # ---------------------------------------------------------------- topics and users
+
+    def topic_names(self, timeout: float = 10.0) -> set[str]:
+        """The topics the cluster has now, internal ones included."""
+        return set(self.admin().list_topics(timeout=timeout).topics)
 
     def create_topics(self, topics: Iterable[TopicRequest], timeout: float = 30.0) -> None:
         """Create topics and wait until every running node sees every partition with a
@@ -572,8 +608,8 @@ class KafkaCluster(_process.StopsOnExit):
         min_isr = 2 if node_count >= 3 else 1
         quorum = ",".join(f"127.0.0.1:{node.ports.controller}" for node in self.nodes)
         for node in self.nodes:
-            node.data_dir.mkdir(parents=True)
-            node.logs_dir.mkdir(parents=True)
+            node.data_dir.mkdir(parents=True, exist_ok=True)
+            node.logs_dir.mkdir(parents=True, exist_ok=True)
             settings: dict[str, str] = {
                 "process.roles": "broker,controller",
                 "node.id": str(node.node_id),
@@ -705,6 +741,32 @@ class KafkaCluster(_process.StopsOnExit):
                     f"(PLAINTEXT {node.bootstrap_server})\n" + node.log_tail()
                 )
             time.sleep(0.1)
+
+
+def _check_kept_nodes(directory: Path, nodes: int) -> None:
+    """A kept directory must hold exactly the nodes asked for, all formatted or none."""
+    present = sorted(p.name for p in directory.glob("node-*") if p.is_dir())
+    formatted = [
+        name for name in present if (directory / name / "data" / "meta.properties").is_file()
+    ]
+    expected = [f"node-{index}" for index in range(nodes)]
+    if formatted and formatted != expected:
+        raise KafkaHarnessError(
+            f"{directory} holds a Kafka cluster of {len(formatted)} formatted node(s)"
+            f" ({', '.join(formatted)}), not {nodes}; start it with that many nodes, or"
+            " delete the directory to start over"
+        )
+
+
+def _admin_password(directory: Path) -> str:
+    """The admin SCRAM password of a kept cluster: generated once, readable by this user only
+    (the admin user is created with it when storage is formatted)."""
+    path = directory / "admin-password"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(_kafka_uuid() + "\n")
+    return path.read_text().strip()
 
 
 def _probe_admin(node: KafkaNode) -> AdminClient:

@@ -37,6 +37,7 @@ LAYOUT_VERSION = 1
 MARKER_FILE = "starling-data.json"
 STATE_FILE = "state.json"
 SEED_FILE = "identity-seed"
+KAFKA_USERS_FILE = "kafka-users.json"
 STREAM_SERVICES = ("ingestion", "trends", "timelines", "notifier")
 DEV_PASSWORD = "starling-dev-password"
 AUDIENCE = "starling"
@@ -110,6 +111,35 @@ def ensure_seed(path: Path) -> Path:
     return seed
 
 
+def ensure_kafka_passwords(path: Path) -> dict[str, str]:
+    """One SCRAM password per principal of the access map, generated once into the data
+    directory (mode 0600) and reused by every later `starling up`; never printed."""
+    from starling.access import PRINCIPALS
+
+    file = path / KAFKA_USERS_FILE
+    passwords: dict[str, str] = {}
+    if file.exists():
+        try:
+            loaded = json.loads(file.read_text())
+            passwords = {str(k): str(v) for k, v in loaded.items()}
+        except (OSError, ValueError, AttributeError):
+            raise StackError(
+                f"{file} is not a JSON map of user to password; delete it (new passwords are"
+                " generated) or pass --fresh"
+            ) from None
+    missing = [p.name for p in PRINCIPALS if p.name not in passwords]
+    if missing or not file.exists():
+        passwords.update({name: secrets.token_urlsafe(24) for name in missing})
+        temporary = file.with_suffix(".tmp")
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(json.dumps(passwords, indent=2) + "\n")
+        temporary.replace(file)
+    return passwords
+
+
 def check_port_free(port: int, option: str) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -138,7 +168,10 @@ class Component:
 class StackState:
     pid: int
     data_dir: str
+    # PLAINTEXT: the harness's own admin listener (status, Airflow); the components use
+    # the SASL_SSL one, each as its own principal.
     bootstrap: str = ""
+    sasl_bootstrap: str = ""
     store_url: str = ""
     gateway_url: str = ""
     identity_url: str = ""
@@ -210,6 +243,7 @@ class Stack:
         self._airflow: Any = None
         self._kafka: Any = None
         self._redis: Any = None
+        self._kafka_passwords: dict[str, str] = {}
 
     @property
     def logs(self) -> Path:
@@ -282,15 +316,29 @@ class Stack:
         from starling.harness.kafka import KafkaCluster
         from starling.topics import CATALOG
 
-        self.say("[up] starting Kafka (1 KRaft node) ...")
-        cluster = KafkaCluster.start(nodes=1, progress=lambda line: self.say(f"[kafka] {line}"))
+        directory = self.options.data_dir / "kafka"
+        resuming = (directory / "node-0" / "data" / "meta.properties").is_file()
+        self.say(f"[up] {'resuming' if resuming else 'starting'} Kafka (1 KRaft node) ...")
+        cluster = KafkaCluster.start(
+            nodes=1,
+            progress=lambda line: self.say(f"[kafka] {line}"),
+            directory=directory,
+            # Least privilege as in the cluster: each principal gets only the access map's
+            # ACLs on the SASL_SSL listener (PLAINTEXT, the harness's own, is a super user).
+            authorizer=True,
+        )
         self._kafka = cluster
         self._stoppers.append(("kafka", cluster.stop))
         specs = list(CATALOG.for_cluster(1).all_topics())
+        # Only the missing ones: kept topics keep their messages and their configuration.
+        existing = cluster.topic_names()
+        missing = [spec for spec in specs if spec.name not in existing]
         cluster.create_topics(
-            [(spec.name, spec.partitions, spec.replicas, spec.kafka_config()) for spec in specs]
+            [(spec.name, spec.partitions, spec.replicas, spec.kafka_config()) for spec in missing]
         )
         self.state.bootstrap = cluster.bootstrap_servers
+        self.state.sasl_bootstrap = cluster.sasl_ssl_bootstrap_servers
+        self._add_principals(cluster)
         node = cluster.nodes[0]
         self.state.components.append(
             Component(
@@ -303,7 +351,38 @@ class Stack:
             )
         )
         self.state.save()
-        self.say(f"[up] Kafka ready at {cluster.bootstrap_servers}; {len(specs)} topics created")
+        self.say(
+            f"[up] Kafka ready at {cluster.bootstrap_servers}; {len(missing)} topics created,"
+            f" {len(specs) - len(missing)} kept"
+        )
+
+    def _add_principals(self, cluster: Any) -> None:
+        """A SCRAM-SHA-512 user per principal of the access map, and with the authorizer
+        its least-privilege ACLs, as the cluster's KafkaUsers have them."""
+        from starling.access import PRINCIPALS
+
+        self._kafka_passwords = ensure_kafka_passwords(self.options.data_dir)
+        for principal in PRINCIPALS:
+            cluster.add_scram_user(principal.name, self._kafka_passwords[principal.name])
+        if cluster.authorizer:
+            grant_access_map(cluster)
+        self.say(
+            f"[up] Kafka users: {', '.join(p.name for p in PRINCIPALS)} (SCRAM-SHA-512 on"
+            f" {cluster.sasl_ssl_bootstrap_servers}; ACLs"
+            f" {'from the access map' if cluster.authorizer else 'off'})"
+        )
+
+    def _kafka_env(self, principal: str) -> dict[str, str]:
+        """What points a component at the SASL_SSL listener as `principal`."""
+        assert self._kafka is not None
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.state.sasl_bootstrap,
+            "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+            "KAFKA_SASL_USERNAME": principal,
+            "KAFKA_SASL_PASSWORD": self._kafka_passwords[principal],
+            "KAFKA_SSL_CA_LOCATION": str(self._kafka.ca_location),
+        }
 
     def _start_store(self) -> None:
         from starling.harness.redis import RedisServer
@@ -347,6 +426,8 @@ class Stack:
     ) -> None:
         metrics_port = _process.free_ports(1)[0]
         env["METRICS_PORT"] = str(metrics_port)
+        # The principal is the service: its consumer group and ACLs are named after it.
+        env.update(self._kafka_env(service))
         log = self.logs / f"{name}.log"
         self.say(f"[up] starting {name} (metrics on :{metrics_port}) ...")
         process = _process.start_session_process(
@@ -423,7 +504,13 @@ class Stack:
                 "-m",
                 "starling.loadgen.cli",
                 "--bootstrap-servers",
-                self.state.bootstrap,
+                self.state.sasl_bootstrap,
+                "--security-protocol",
+                "SASL_SSL",
+                "--sasl-username",
+                "loadgen",
+                "--ssl-ca-location",
+                str(self._kafka.ca_location),
                 "--rate",
                 f"{opts.rate:g}",
                 "--seed",
@@ -438,7 +525,11 @@ class Stack:
             ],
             cwd=opts.data_dir,
             output=log,
-            env=self._base_env(),
+            # The password by environment: argv is visible to every user.
+            env={
+                **self._base_env(),
+                "STARLING_KAFKA_SASL_PASSWORD": self._kafka_passwords["loadgen"],
+            },
         )
         self._processes["loadgen"] = process
         self.state.components.append(
@@ -505,6 +596,39 @@ class Stack:
         with contextlib.suppress(OSError):
             (self.options.data_dir / STATE_FILE).unlink()
         self.say("[down] stopped")
+
+
+def grant_access_map(cluster: Any, timeout: float = 30.0) -> None:
+    """The access map's ACLs (`Principal.acl_rules`) on the cluster, for each principal."""
+    from confluent_kafka.admin import (  # type: ignore[attr-defined]  # no __all__
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    from starling.access import PRINCIPALS, PatternType
+
+    bindings = [
+        AclBinding(
+            ResourceType.TOPIC if rule.resource_type == "topic" else ResourceType.GROUP,
+            rule.resource_name,
+            ResourcePatternType.PREFIXED
+            if rule.pattern == PatternType.PREFIX
+            else ResourcePatternType.LITERAL,
+            f"User:{principal.name}",
+            "*",
+            AclOperation[operation.name],
+            AclPermissionType.ALLOW,
+        )
+        for principal in PRINCIPALS
+        for rule in principal.acl_rules()
+        for operation in rule.operations
+    ]
+    admin = cluster.admin()
+    for future in admin.create_acls(bindings).values():
+        future.result(timeout=timeout)
 
 
 @contextlib.contextmanager
