@@ -114,3 +114,54 @@ def test_names_match_the_infra_program() -> None:
     assert cluster_status.OPERATOR_NAMESPACE == meta.OPERATOR_NAMESPACE
     assert cluster_status.AIRFLOW_RELEASE == meta.AIRFLOW_RELEASE
     assert f"/apis/{meta.STRIMZI_API_VERSION}" == cluster_status.STRIMZI_API
+
+
+def test_client_certificate_files_resolve_next_to_the_kubeconfig(tmp_path: Path) -> None:
+    # kubectl resolves relative credential paths against the kubeconfig's directory.
+    (tmp_path / "ca.crt").write_bytes(b"ca-pem")
+    (tmp_path / "me.crt").write_bytes(b"cert-pem")
+    (tmp_path / "me.key").write_bytes(b"key-pem")
+    (tmp_path / "config").write_text(
+        json.dumps(
+            {
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": "https://10.0.0.1:6443/",
+                            "certificate-authority": "ca.crt",
+                        },
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {"client-certificate": "me.crt", "client-key": "me.key"},
+                    }
+                ],
+                "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    access = cluster_status.load_access(tmp_path / "config", "ctx")
+    assert access.server == "https://10.0.0.1:6443"
+    assert (access.ca_pem, access.client_cert_pem, access.client_key_pem) == (
+        b"ca-pem",
+        b"cert-pem",
+        b"key-pem",
+    )
+    assert access.token is None
+
+
+def test_exec_plugin_contexts_are_refused_by_name(tmp_path: Path) -> None:
+    (tmp_path / "config").write_text(
+        json.dumps(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": "https://eks.example"}}],
+                "users": [{"name": "u", "user": {"exec": {"command": "aws"}}}],
+                "contexts": [{"name": "eks", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    with pytest.raises(cluster_status.ClusterStatusError, match="exec/auth-provider plugin"):
+        cluster_status.load_access(tmp_path / "config", "eks")

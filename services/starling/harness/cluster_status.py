@@ -37,6 +37,10 @@ class ClusterStatusError(RuntimeError):
     """One line naming the cause and the fix."""
 
 
+class ClusterForbiddenError(ClusterStatusError):
+    """The API server refused the context's credentials (401/403)."""
+
+
 @dataclass(frozen=True)
 class ClusterAccess:
     """What a kubeconfig context says about reaching its API server."""
@@ -183,7 +187,7 @@ class ClusterReader:
         if response.status_code == 404:
             return None
         if response.status_code in (401, 403):
-            raise ClusterStatusError(
+            raise ClusterForbiddenError(
                 f"API server {self.access.server} refused context {self.access.context!r}"
                 f" ({response.status_code} on GET {path}); the context's credentials need"
                 " read access to our namespaces and the Strimzi resources"
@@ -274,10 +278,20 @@ def _workload_rows(reader: ClusterReader, namespace: str) -> list[Row]:
 
 def _airflow_release_rows(reader: ClusterReader) -> list[Row]:
     # Helm 3 keeps each release revision in a Secret labelled owner=helm,name=<release>.
-    secrets = reader.list(
-        f"/api/v1/namespaces/{AIRFLOW_NAMESPACE}/secrets",
-        label_selector=f"owner=helm,name={AIRFLOW_RELEASE}",
-    )
+    try:
+        secrets = reader.list(
+            f"/api/v1/namespaces/{AIRFLOW_NAMESPACE}/secrets",
+            label_selector=f"owner=helm,name={AIRFLOW_RELEASE}",
+        )
+    except ClusterForbiddenError:
+        # Reading Secrets is often withheld from read-only contexts; the rest still counts.
+        return [
+            Row(
+                "airflow release",
+                f"unknown: this context may not list Secrets in {AIRFLOW_NAMESPACE}",
+                None,
+            )
+        ]
     if not secrets:
         return [Row("airflow release", f"{AIRFLOW_RELEASE} is not installed", None)]
     latest = max(secrets, key=lambda s: int(s["metadata"].get("labels", {}).get("version", 0)))
