@@ -7,7 +7,8 @@
 * `GET /v1/users/{id}/notifications?limit=`: the in-app inbox, newest first;
 * `GET /v1/users/{id}/who-to-follow`: the recommendations DAG's latest accounts to follow;
 * `GET /v1/trends`: the trends of the latest closed window, and the current window's leaders;
-* `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `close` events;
+* `GET /v1/users/{id}/stream`: SSE with `trend`, `timeline`, `notification`, `resync`,
+  `close` events; resumable with `Last-Event-ID` (or `?last_event_id=`);
 * `GET /openapi.json`: the checked-in OpenAPI document describing all of the above;
 * `GET /`, `/static/live.js`, `/static/live.css`, `/config.json`: the live page
   (`starling.gateway.page`, docs/live-page.md).
@@ -65,9 +66,9 @@ from starling.gateway.follows import FollowIndex, FollowingLoader
 from starling.gateway.hub import (
     Hub,
     HubFullError,
+    ReplayBuffer,
     Subscription,
     UserStreamsFullError,
-    sse_frame,
 )
 from starling.gateway.metrics import GatewayMetrics
 from starling.gateway.page import ASSETS, Page
@@ -126,6 +127,8 @@ SSE_HEADERS = {
     "X-Accel-Buffering": "no",
 }
 SSE_PREAMBLE = b"retry: 3000\n: connected\n\n"
+# Longest `last_event_id` accepted: `<8 hex>-<19 digits>` with room to spare.
+MAX_EVENT_ID = 64
 SSE_HEARTBEAT = b": keepalive\n\n"
 
 
@@ -242,6 +245,12 @@ class Gateway:
             settings.max_streams,
             on_drop=self.metrics.streams_dropped.inc,
             max_per_user=settings.max_streams_per_user,
+            replay=ReplayBuffer(
+                per_user=settings.stream_replay_frames,
+                total=settings.stream_replay_total,
+                max_age_s=settings.stream_replay_s,
+                max_gone=settings.max_streams,
+            ),
         )
         self.timeline = VisibleTimeline(self.store, settings.timeline_scan_factor)
         self.follows = FollowIndex(
@@ -253,6 +262,8 @@ class Gateway:
         # threadpool the REST reads run in.
         self._follow_limiter = anyio.CapacityLimiter(4)
         self._follow_tasks: dict[int, asyncio.Task[None]] = {}
+        # Follows kept after a user's stream closed, while the hub keeps their frames.
+        self._follows_leaving: dict[asyncio.TimerHandle, int] = {}
         self.topics = {
             event_type: runtime.topic(CATALOG.topic_for(event_type).name)
             for event_type in CLIENT_EVENT_TYPES
@@ -328,6 +339,10 @@ class Gateway:
             self.begin_shutdown()
             beat.cancel()
             key_refresh.cancel()
+            for handle, user_id in list(self._follows_leaving.items()):
+                handle.cancel()
+                self._follow_closed(user_id)
+            self._follows_leaving.clear()
             for task in self._follow_tasks.values():
                 task.cancel()
             await run_in_threadpool(self._stop_threads)
@@ -373,19 +388,19 @@ class Gateway:
     def _feed_error(self, feed: str) -> None:
         self.metrics.feed_errors.labels(feed).inc()
 
-    def _on_trend(self, frame: bytes) -> None:
-        self.metrics.updates.labels("trend").inc(self.hub.broadcast(frame))
+    def _on_trend(self, data: bytes) -> None:
+        self.metrics.updates.labels("trend").inc(self.hub.broadcast("trend", data))
 
-    def _on_live(self, user_id: int, kind: str, frame: bytes) -> None:
-        self.metrics.updates.labels(kind).inc(self.hub.to_user(user_id, frame))
+    def _on_live(self, user_id: int, kind: str, data: bytes) -> None:
+        self.metrics.updates.labels(kind).inc(self.hub.to_user(user_id, kind, data))
 
     def _on_new_tweets(self, tweets: list[tuple[int, int]]) -> None:
         """Tweets ingestion fanned out: the same `timeline` event the timelines service's
         updates make, to the connected followers of each author and to the author."""
         delivered = 0
         for user_id, tweet_ids in self.follows.route(tweets).items():
-            frame = sse_frame("timeline", encode_update(TimelineUpdate(tweet_ids)))
-            delivered += self.hub.to_user(user_id, frame)
+            data = encode_update(TimelineUpdate(tweet_ids))
+            delivered += self.hub.to_user(user_id, "timeline", data)
         if delivered:
             self.metrics.updates.labels("timeline").inc(delivered)
 
@@ -409,6 +424,22 @@ class Gateway:
     def _follow_opened(self, user_id: int) -> None:
         if self.follows.open(user_id):
             self._follow_tasks[user_id] = asyncio.create_task(self._keep_following(user_id))
+
+    def _follow_left(self, user_id: int) -> None:
+        """A stream closed: keep routing the user's followed accounts' tweets (into the
+        hub's replay buffer) as long as the hub keeps their frames for a resume, plus a
+        margin so the follows never go before the buffer does."""
+        if self.loop is None or self.health.stopping:
+            # A stopping pod's buffer goes with it: nothing to keep routing for.
+            self._follow_closed(user_id)
+            return
+
+        def expire() -> None:
+            self._follows_leaving.pop(handle, None)
+            self._follow_closed(user_id)
+
+        handle = self.loop.call_later(self.settings.stream_replay_s + 5.0, expire)
+        self._follows_leaving[handle] = user_id
 
     def _follow_closed(self, user_id: int) -> None:
         if self.follows.close(user_id):
@@ -616,8 +647,13 @@ class Gateway:
         user_id = await self._owner(request)
         if self.health.stopping:
             raise GatewayError(503, "stopping", "the gateway is stopping; reconnect to another pod")
+        last_event_id = request.headers.get("last-event-id") or request.query_params.get(
+            "last_event_id"
+        )
+        if last_event_id is not None and len(last_event_id) > MAX_EVENT_ID:
+            last_event_id = last_event_id[:MAX_EVENT_ID]  # unknown either way: resync
         try:
-            subscription = self.hub.subscribe(user_id)
+            subscription = self.hub.subscribe(user_id, last_event_id)
         except UserStreamsFullError as error:
             raise GatewayError(429, "too_many_streams", str(error)) from None
         except HubFullError as error:
@@ -631,6 +667,9 @@ class Gateway:
         self._follow_opened(subscription.user_id)
         try:
             yield SSE_PREAMBLE
+            for frame in subscription.backlog:
+                yield frame
+            subscription.backlog = []
             while True:
                 try:
                     frame = await asyncio.wait_for(
@@ -643,7 +682,7 @@ class Gateway:
                 if Subscription.is_closing(frame):
                     return
         finally:
-            self._follow_closed(subscription.user_id)
+            self._follow_left(subscription.user_id)
             self.hub.unsubscribe(subscription)
             self.metrics.streams.dec()
 

@@ -24,7 +24,6 @@ import redis
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from starling.events import EventError, Trend, decode_as, encode
-from starling.gateway.hub import sse_frame
 from starling.store import keys
 from starling.store.live import (
     NotificationUpdate,
@@ -108,9 +107,9 @@ class TrendFeed(Feed):
                     if message.error() is not None:
                         log.warning("trends feed: %s", message.error())
                         continue
-                    frame = self._frame(message.value())
-                    if frame is not None:
-                        self._hand_over(self._deliver, frame)
+                    data = self._data(message.value())
+                    if data is not None:
+                        self._hand_over(self._deliver, data)
         finally:
             consumer.close()
 
@@ -126,7 +125,8 @@ class TrendFeed(Feed):
             self._stop.wait(_RETRY_S)
         return None
 
-    def _frame(self, value: bytes | None) -> bytes | None:
+    def _data(self, value: bytes | None) -> bytes | None:
+        """The `trend` event's data (the hub frames it with a resumable id)."""
         try:
             trend = decode_as(value or b"", Trend)
         except EventError as error:
@@ -136,7 +136,7 @@ class TrendFeed(Feed):
             self._on_error(self.name)
             return None
         # Re-encoded, so the data line is compact single-line JSON whatever was produced.
-        return sse_frame("trend", encode(trend), str(trend.event_id))
+        return encode(trend)
 
 
 class LiveFeed(Feed):
@@ -190,7 +190,7 @@ class LiveFeed(Feed):
             return None
 
     def _frame(self, data: bytes) -> tuple[str, bytes] | None:
-        """(kind, SSE frame) of a published update."""
+        """(event name, event data) of a published update (the hub frames it)."""
         try:
             update = decode_update(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -198,5 +198,5 @@ class LiveFeed(Feed):
             self._on_error(self.name)
             return None
         if isinstance(update, NotificationUpdate):
-            return "notification", sse_frame("notification", encode_update(update), update.entry.id)
-        return "timeline", sse_frame("timeline", encode_update(update))
+            return "notification", encode_update(update)
+        return "timeline", encode_update(update)

@@ -83,6 +83,13 @@ class GatewaySettings(HttpSettings):
     # reconnects and re-reads) rather than let the pod buffer without bound.
     stream_queue_size: int = Field(default=256, ge=1, le=100_000)
     max_streams: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Resume (`Last-Event-ID`): the recent frames kept per user (while connected and this
+    # many seconds after their last stream closed), at most `stream_replay_frames` per
+    # user and `stream_replay_total` per pod (~0.5 KB each at most: ~25 MB at the
+    # default). A client away longer, or missing more, gets `resync` and re-reads.
+    stream_replay_s: float = Field(default=120.0, gt=0, le=3600)
+    stream_replay_frames: int = Field(default=256, ge=1, le=100_000)
+    stream_replay_total: int = Field(default=50_000, ge=1, le=10_000_000)
     # One user cannot take a pod's streams: past this many open streams of theirs, 429.
     max_streams_per_user: int = Field(default=5, ge=1, le=1000)
     # New tweets of followed accounts are pushed by following, per connected user, whom

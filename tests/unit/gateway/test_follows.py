@@ -156,7 +156,8 @@ def test_gateway_pushes_new_tweets_as_timeline_events() -> None:
         gateway.follows.update(BOB, [YVES])
         gateway._on_new_tweets([(41, XAVIER), (42, XAVIER)])
         assert alice.queue.get_nowait() == (
-            b'event: timeline\ndata: {"kind":"timeline","tweet_ids":[41,42]}\n\n'
+            f"event: timeline\nid: {gateway.hub.replay.epoch}-1\n".encode()
+            + b'data: {"kind":"timeline","tweet_ids":[41,42]}\n\n'
         )
         assert bob.queue.empty()
 

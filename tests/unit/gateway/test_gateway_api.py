@@ -136,11 +136,11 @@ def test_hub_routes_per_user_and_drops_slow_clients() -> None:
         dropped: list[int] = []
         hub = Hub(queue_size=2, max_streams=4, on_drop=lambda: dropped.append(1), max_per_user=2)
         alice, bob = hub.subscribe(1), hub.subscribe(2)
-        assert hub.to_user(1, b"a1") == 1
-        assert hub.broadcast(b"all") == 2
-        assert bob.queue.get_nowait() == b"all"
+        assert hub.to_user(1, "timeline", b"{}") == 1
+        assert hub.broadcast("trend", b"{}") == 2
+        assert bob.queue.get_nowait() == sse_frame("trend", b"{}", f"{hub.replay.epoch}-2")
         # Alice's queue (size 2) is full: the next update closes her stream, never waits.
-        assert hub.to_user(1, b"a2") == 0
+        assert hub.to_user(1, "timeline", b"{}") == 0
         assert dropped == [1]
         assert alice.queue.get_nowait() == SLOW_CLIENT_FRAME
         assert alice.queue.empty()

@@ -7,7 +7,8 @@
   const $ = (id) => document.getElementById(id);
   const state = { config: null, token: null, userId: null, stream: null, retryMs: 1000,
                   seenTweets: new Set(), seenNotes: new Set(), trends: new Map(),
-                  trendWindow: null, replyTo: null, everOpened: false };
+                  trendWindow: null, replyTo: null, everOpened: false,
+                  lastEventId: null };
   // What tests and the curious can read: per tweet id, when it was posted / shown (ms).
   window.starling = { posted: {}, shown: {} };
 
@@ -186,29 +187,46 @@
   function openStream() {
     // Same site as the identity service: the HttpOnly session cookie it set at sign-in
     // authenticates the stream (EventSource cannot send an Authorization header).
-    const stream = new EventSource(`/v1/users/${state.userId}/stream`, { withCredentials: true });
+    // A new EventSource starts without an id: pass ours so the gateway replays what we
+    // missed (the browser's own reconnects send it as Last-Event-ID).
+    const resume = state.lastEventId
+      ? `?last_event_id=${encodeURIComponent(state.lastEventId)}` : "";
+    const stream = new EventSource(`/v1/users/${state.userId}/stream${resume}`,
+      { withCredentials: true });
     state.stream = stream;
     stream.addEventListener("open", () => {
       setStreamState("live", true);
       state.retryMs = 1000;
-      // After a reconnect, catch up on what was pushed while we were away.
-      if (state.everOpened) {
-        refreshTimeline(true).catch(() => {});
-        refreshNotifications(true).catch(() => {});
-        refreshTrends().catch(() => {});
-        refreshWhoToFollow().catch(() => {});
-      }
+      // After a reconnect without an id to resume from, catch up by re-reading; with one,
+      // the gateway replays the missed updates, or sends `resync` when it cannot.
+      if (state.everOpened && !state.lastEventId) catchUp();
       state.everOpened = true;
     });
-    stream.addEventListener("timeline", () => refreshTimeline(true).catch(showError));
-    stream.addEventListener("notification", (e) => addNotes([parseIds(e.data).entry], true));
-    stream.addEventListener("trend", (e) => setTrends([parseIds(e.data)]));
+    const seen = (e) => { if (e.lastEventId) state.lastEventId = e.lastEventId; };
+    stream.addEventListener("timeline", (e) => {
+      seen(e);
+      refreshTimeline(true).catch(showError);
+    });
+    stream.addEventListener("notification", (e) => {
+      seen(e);
+      addNotes([parseIds(e.data).entry], true);
+    });
+    stream.addEventListener("trend", (e) => { seen(e); setTrends([parseIds(e.data)]); });
+    // The gateway cannot replay from our id (another pod, restarted, or away too long).
+    stream.addEventListener("resync", (e) => { seen(e); catchUp(); });
     stream.addEventListener("close", () => reconnect(stream));
     stream.addEventListener("error", () => {
       // The browser retries by itself unless the answer was an error status.
       if (stream.readyState === EventSource.CLOSED) reconnect(stream);
       else setStreamState("reconnecting…", false);
     });
+  }
+
+  function catchUp() {
+    refreshTimeline(true).catch(() => {});
+    refreshNotifications(true).catch(() => {});
+    refreshTrends().catch(() => {});
+    refreshWhoToFollow().catch(() => {});
   }
 
   function reconnect(stream) {
@@ -318,6 +336,7 @@
     state.token = null;
     if (state.stream) state.stream.close();
     state.stream = null;
+    state.lastEventId = null;
     await fetch(`${state.config.identity_url}/v1/sessions/current`, {
       method: "DELETE", credentials: "include", headers: { Authorization: `Bearer ${token}` },
     }).catch(() => {});
