@@ -102,9 +102,13 @@ def kafka_connection(bootstrap: str, **extra: Any) -> str:
     )
 
 
-def connections_env(bootstrap: str, store_url: str) -> dict[str, str]:
-    """The environment that points the DAGs at a broker and a store."""
-    return {KAFKA_CONNECTION_ENV: kafka_connection(bootstrap), STORE_CONNECTION_ENV: store_url}
+def connections_env(bootstrap: str, store_url: str, **kafka_extra: Any) -> dict[str, str]:
+    """The environment that points the DAGs at a broker (`kafka_extra`: librdkafka
+    settings such as SASL credentials) and a store."""
+    return {
+        KAFKA_CONNECTION_ENV: kafka_connection(bootstrap, **kafka_extra),
+        STORE_CONNECTION_ENV: store_url,
+    }
 
 
 _live_stacks: _process.StopAtExit[AirflowStack] = _process.StopAtExit()

@@ -473,7 +473,18 @@ class Stack:
         self.say("[up] starting Airflow (api-server, scheduler, dag-processor, triggerer) ...")
         stack = AirflowStack.start(
             dags_folder=default_dags_folder(),
-            env=connections_env(self.state.bootstrap, self.state.store_url),
+            # As in the cluster: the `airflow` principal over SCRAM, held to its ACLs.
+            env=connections_env(
+                self.state.sasl_bootstrap,
+                self.state.store_url,
+                **{
+                    "security.protocol": "SASL_SSL",
+                    "sasl.mechanism": "SCRAM-SHA-512",
+                    "sasl.username": "airflow",
+                    "sasl.password": self._kafka_passwords["airflow"],
+                    "ssl.ca.location": str(self._kafka.ca_location),
+                },
+            ),
             ready_timeout=300.0,
             progress=self.say,
             home=self.options.data_dir / "airflow",
