@@ -60,9 +60,14 @@ class SseClient:
         self.response = response
         self._lines: Iterator[str] = response.iter_lines()
 
-    def next(self) -> Event:
+    def next(self, within_s: float = 20.0) -> Event:
+        # Heartbeats (every second here) keep lines coming, so a missing event fails the
+        # test within `within_s` instead of hanging it.
+        deadline = time.monotonic() + within_s
         block: dict[str, str] = {}
         for line in self._lines:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no event within {within_s} s")
             if line.startswith(":"):
                 continue
             if line:
