@@ -659,6 +659,8 @@ class Gateway:
         except HubFullError as error:
             raise GatewayError(503, "too_many_streams", str(error), reason="pod_full") from None
         self.metrics.streams.inc()
+        if subscription.resumed is not None:
+            self.metrics.resumes.labels(subscription.resumed).inc()
         return StreamingResponse(
             self._events(subscription), media_type="text/event-stream", headers=SSE_HEADERS
         )

@@ -184,6 +184,8 @@ class Subscription:
         self.closed = False
         # Frames to send before the live ones: what a resumed client missed, or `resync`.
         self.backlog: list[bytes] = []
+        # With a last event id: "replayed", or why not ("unknown_id", "too_old").
+        self.resumed: str | None = None
 
     def offer(self, frame: bytes) -> bool:
         """Queue `frame`; False (and the subscription closed) if the client is too slow."""
@@ -256,6 +258,7 @@ class Hub:
             subscription.backlog = [self.position_frame()]
         else:
             frames, problem = self.replay.replay(user_id, last_event_id)
+            subscription.resumed = problem or "replayed"
             if problem is None:
                 subscription.backlog = frames
             else:

@@ -40,6 +40,12 @@ class GatewayMetrics(RequestMetrics):
             "SSE streams closed because the client fell too far behind",
             registry=self.registry,
         )
+        self.resumes = Counter(
+            "starling_gateway_stream_resumes",
+            "streams opened with a last event id: replayed, or resync (unknown_id, too_old)",
+            ("outcome",),
+            registry=self.registry,
+        )
         self.updates = Counter(
             "starling_gateway_updates_pushed",
             "live updates queued to streams, by kind",

@@ -192,6 +192,8 @@ def test_a_reconnect_with_the_last_id_gets_exactly_the_missed_updates(
                 publish_timeline(redis_client, ALICE, [7])
                 again.append(alice.next())
             assert [data for _n, _i, data in again] == [timeline([5]), timeline([6]), timeline([7])]
+            metrics = httpx.get(running.metrics_url + "/metrics").text
+            assert 'starling_gateway_stream_resumes_total{outcome="replayed"} 2.0' in metrics
 
 
 def seq(event_id: str | None) -> int:
@@ -222,6 +224,8 @@ def test_an_unknown_or_foreign_id_gets_resync(deployment: Deployment, issuer: To
             running, issuer, ALICE, query=f"?last_event_id={gateway_epoch(running)}-999999"
         ) as alice:
             assert alice.next()[0] == "resync"
+        metrics = httpx.get(running.metrics_url + "/metrics").text
+        assert 'starling_gateway_stream_resumes_total{outcome="unknown_id"} 3.0' in metrics
 
 
 def gateway_epoch(running: RunningGateway) -> str:

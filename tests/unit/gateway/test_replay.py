@@ -43,6 +43,7 @@ def test_resume_replays_exactly_the_missed_frames_in_order() -> None:
             sse_frame("trend", b"t2", "e1-4"),
             sse_frame("timeline", b"2", "e1-5"),
         ]
+        assert again.resumed == "replayed"
         assert drain(again) == []  # nothing twice: the backlog is not also queued
         h.to_user(1, "timeline", b"3")
         assert drain(again) == [sse_frame("timeline", b"3", "e1-6")]
