@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from starling.harness.stack import DEV_PASSWORD, STATE_FILE, pid_alive
@@ -174,6 +175,18 @@ def test_up_runs_the_stack_and_ctrl_c_leaves_nothing(tmp_path: Path) -> None:
 
         # A signed-in user reads a non-empty home timeline through the gateway.
         assert some_timeline(state["identity_url"], state["gateway_url"])
+
+        # The gateway's open streams are counted by status.
+        assert "0 open stream(s)" in second.stdout, second.stdout
+        token = post_json(
+            f"{state['identity_url']}/v1/sessions", {"username": "u11", "password": DEV_PASSWORD}
+        )["access_token"]
+        stream_url = f"{state['gateway_url']}/v1/users/11/stream"
+        with httpx.stream(
+            "GET", stream_url, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        ) as live:
+            assert live.status_code == 200
+            assert "1 open stream(s)" in status(data_dir).stdout
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)

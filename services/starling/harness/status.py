@@ -46,7 +46,11 @@ def collect(data_dir: Path) -> tuple[list[Row], str | None]:
         kind = component["kind"]
         if kind in ("http", "service"):
             ok = probe(component["health_url"])
-            rows.append(Row(component["name"], f"{component['address']}  /readyz", ok))
+            detail = f"{component['address']}  /readyz"
+            if component["name"] == "gateway":
+                streams = open_streams(component["health_url"])
+                detail += f", {streams} open stream(s)" if streams is not None else ""
+            rows.append(Row(component["name"], detail, ok))
         elif kind == "airflow" and not airflow_seen:
             airflow_seen = True
             rows += _airflow_rows(state.get("airflow_url", ""), data_dir)
@@ -54,6 +58,25 @@ def collect(data_dir: Path) -> tuple[list[Row], str | None]:
             alive = all(pid_alive(int(pid)) for pid in component["pids"])
             rows.append(Row("loadgen", component["address"], alive))
     return rows, None
+
+
+def open_streams(health_url: str, timeout: float = 3.0) -> int | None:
+    """The gateway's open SSE streams, from the metrics served beside its /readyz; None
+    when they cannot be read (the health row says why the gateway is unwell)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = health_url.rsplit("/", 1)[0] + "/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    for family in text_string_to_metric_families(text):
+        if family.name == "starling_gateway_streams":
+            return int(sum(sample.value for sample in family.samples))
+    return None
 
 
 def _kafka_rows(bootstrap: str) -> list[Row]:
