@@ -21,6 +21,7 @@ import pytest
 
 if TYPE_CHECKING:
     from starling.harness.controlplane import ControlPlane
+    from tests.controlplane.pulumi_runner import CiStack
 
 SKIP_VARIABLE = "STARLING_SKIP_CONTROLPLANE"
 CONTROLPLANE_FIXTURES = frozenset({"control_plane", "pulumi_tools", "live"})
@@ -73,3 +74,32 @@ def pulumi_tools(go_tool: Callable[[str], Path]) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def stack_seed() -> str:
     return secrets.token_hex(32)
+
+
+@pytest.fixture(scope="session")
+def new_ci_stack(
+    control_plane: ControlPlane,
+    pulumi_tools: dict[str, Path],
+    stack_seed: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    live: Callable[[str], None],
+) -> Callable[[str], CiStack]:
+    """A `ci` stack in a fresh scratch directory, on a cluster without the fixture's
+    Strimzi CRDs: the stack applies them itself (strimzi.crdsFrom: directory), and copies
+    the fixture installed would be another field manager's, whose differing fields
+    server-side apply reports as conflicts; a fresh cluster has none either."""
+    from starling.harness.controlplane import default_strimzi_crds_dir
+    from tests.controlplane.pulumi_runner import CiStack
+
+    def new(name: str) -> CiStack:
+        control_plane.remove_crds(default_strimzi_crds_dir())
+        return CiStack(
+            scratch=tmp_path_factory.mktemp(name),
+            kubeconfig=control_plane.kubeconfig,
+            pulumi_binary=pulumi_tools["pulumi"],
+            provider_binary=pulumi_tools["pulumi-resource-kubernetes"],
+            seed=stack_seed,
+            report=live,
+        )
+
+    return new

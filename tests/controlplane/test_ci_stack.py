@@ -23,7 +23,6 @@ from starling.access import PRINCIPALS
 from starling.harness.controlplane import (
     ControlPlane,
     KubeApi,
-    default_strimzi_crds_dir,
     wait_for,
 )
 from starling.runtime.config import SERVICE_NAMES as RUNNABLE_SERVICES
@@ -41,26 +40,8 @@ CI_CATALOG = CATALOG.for_cluster(1)
 
 
 @pytest.fixture(scope="module")
-def ci(
-    control_plane: ControlPlane,
-    pulumi_tools: dict[str, Path],
-    stack_seed: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    live: Callable[[str], None],
-) -> Iterator[CiStack]:
-    # The stack applies the Strimzi CRDs itself (strimzi.crdsFrom: directory); copies the
-    # fixture installed would be another field manager's, and server-side apply reports
-    # the differing fields as conflicts. Start from a cluster without them, as a fresh
-    # cluster would be.
-    control_plane.remove_crds(default_strimzi_crds_dir())
-    stack = CiStack(
-        scratch=tmp_path_factory.mktemp("ci-stack"),
-        kubeconfig=control_plane.kubeconfig,
-        pulumi_binary=pulumi_tools["pulumi"],
-        provider_binary=pulumi_tools["pulumi-resource-kubernetes"],
-        seed=stack_seed,
-        report=live,
-    )
+def ci(new_ci_stack: Callable[[str], CiStack]) -> Iterator[CiStack]:
+    stack = new_ci_stack("ci-stack")
     yield stack
     # Whatever a failed test left: remove it so the session's cluster stays usable.
     if stack.outputs():

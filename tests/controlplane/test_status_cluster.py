@@ -22,7 +22,6 @@ from starling.harness.controlplane import (
     KUBECONFIG_CONTEXT,
     ControlPlane,
     KubeApi,
-    default_strimzi_crds_dir,
 )
 from starling.runtime.config import SERVICE_NAMES as RUNNABLE_SERVICES
 from starling.topics import CATALOG
@@ -36,24 +35,8 @@ CI_CATALOG = CATALOG.for_cluster(1)
 
 
 @pytest.fixture(scope="module")
-def deployed(
-    control_plane: ControlPlane,
-    pulumi_tools: dict[str, Path],
-    stack_seed: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    live: Callable[[str], None],
-) -> Iterator[CiStack]:
-    # As in test_ci_stack.py: the stack applies the Strimzi CRDs itself, so start from a
-    # cluster without the fixture's copies (server-side apply would report conflicts).
-    control_plane.remove_crds(default_strimzi_crds_dir())
-    stack = CiStack(
-        scratch=tmp_path_factory.mktemp("status-ci-stack"),
-        kubeconfig=control_plane.kubeconfig,
-        pulumi_binary=pulumi_tools["pulumi"],
-        provider_binary=pulumi_tools["pulumi-resource-kubernetes"],
-        seed=stack_seed,
-        report=live,
-    )
+def deployed(new_ci_stack: Callable[[str], CiStack]) -> Iterator[CiStack]:
+    stack = new_ci_stack("status-ci-stack")
     try:
         result, log = stack.up()
         assert result.summary.result == "succeeded", log.diagnostics
