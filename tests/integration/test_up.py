@@ -223,13 +223,28 @@ def _pgid(pid: int) -> int | None:
 
 def committed(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
     """The offsets `group` has committed, by (topic, partition)."""
-    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException
     from confluent_kafka.admin import AdminClient
 
+    loading = {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
-    result = futures[group].result(timeout=10)
-    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
+    # A broker that has just started loads __consumer_offsets before it answers for a
+    # group; until then the answer is a retriable COORDINATOR_LOAD_IN_PROGRESS.
+    deadline = time.monotonic() + 60
+    while True:
+        futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+        try:
+            result = futures[group].result(timeout=10)
+        except KafkaException as error:
+            if error.args[0].code() not in loading or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+            continue
+        return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions}
 
 
 def first_messages(bootstrap: str, topic: str, count: int) -> list[bytes | None]:

@@ -80,9 +80,20 @@ def open_streams(health_url: str, timeout: float = 3.0) -> int | None:
 
 
 def _kafka_rows(bootstrap: str) -> list[Row]:
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka import (
+        Consumer,
+        ConsumerGroupTopicPartitions,
+        KafkaError,
+        KafkaException,
+        TopicPartition,
+    )
     from confluent_kafka.admin import AdminClient
 
+    coordinator_loading = {
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.NOT_COORDINATOR,
+    }
     config: dict[str, str | int | float | bool] = {
         "bootstrap.servers": bootstrap,
         "socket.timeout.ms": 5000,
@@ -132,6 +143,13 @@ def _kafka_rows(bootstrap: str) -> list[Row]:
             futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
             try:
                 result = futures[group].result(timeout=_TIMEOUT_S)
+            except KafkaException as error:
+                # Right after a broker starts it is still loading the group's offsets:
+                # a passing state, not a fault.
+                loading = error.args[0].code() in coordinator_loading
+                detail = "offsets loading" if loading else f"unknown: {error}"
+                rows.append(Row(f"lag {group}", detail, None if loading else False))
+                continue
             except Exception as error:
                 rows.append(Row(f"lag {group}", f"unknown: {error}", False))
                 continue
