@@ -93,8 +93,9 @@ def kafka_connection(password: str) -> str:
                 "sasl.username": f"starling-{KAFKA_PRINCIPAL}",
                 "sasl.password": password,
                 "ssl.ca.location": f"{KAFKA_CA_DIR}/ca.crt",
-                # The ACL grants the `starling-airflow` group prefix; tasks append to it.
-                "group.id": f"starling-{KAFKA_PRINCIPAL}",
+                # The ACL grants the `starling-airflow-` group prefix (separator included):
+                # this is the login watcher's group; the operators name their own.
+                "group.id": f"starling-{KAFKA_PRINCIPAL}-login-watcher",
                 # Offsets are committed by the operators after the work is done, and by the
                 # login watcher's shared-stream trigger only after the asset event is stored
                 # (the trigger refuses to start unless this is false).
