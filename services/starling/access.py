@@ -2,7 +2,10 @@
 
 It is the one source of the per-principal `KafkaUser` ACLs, of each service's consumer
 group, and of the access table in the docs. A principal that reads a topic may write that
-topic's dead-letter topic (that is where its failures go); nothing else is implied.
+topic's dead-letter topic (that is where its failures go) unless it never dead-letters;
+nothing else is implied. Every grant is one some code uses: the integration test
+`tests/integration/test_acl_usage.py` runs each principal's code against a broker that
+enforces these ACLs and fails on a grant no run used, unless `UNUSED_GRANTS` says why.
 """
 
 from __future__ import annotations
@@ -47,19 +50,37 @@ class Principal:
     reads: frozenset[str]
     writes: frozenset[str]
     # Workflows run one consumer group per DAG task family, so they get a group prefix
-    # (`starling-airflow-...`) instead of one literal group.
+    # (`starling-airflow-...`, separator included) instead of one literal group.
     group_is_prefix: bool = False
     # Principals whose consumer progress this one may watch (a consumer-lag sensor):
     # Describe on their group and on the topics they read, never Read.
     observes: frozenset[str] = frozenset()
+    # False for a reader that skips what it cannot use instead of dead-lettering it.
+    dead_letters: bool = True
+    # False for a reader that assigns partitions itself: it never joins, commits to or
+    # fetches offsets of its group, but the client still looks up the group's
+    # coordinator (a `group.id` is mandatory), which needs Describe on it, not Read.
+    joins_group: bool = True
 
     @property
     def consumer_group(self) -> str | None:
         """Consumer groups are named after the principal, so an ACL can name them exactly."""
         return f"starling-{self.name}" if self.reads else None
 
+    @property
+    def group_acl_name(self) -> str | None:
+        """The group ACL's resource: the literal group, or for a workflow the prefix with its
+        separator (`starling-airflow-`), so `starling-airflowX...` does not match."""
+        group = self.consumer_group
+        if group is None:
+            return None
+        return f"{group}-" if self.group_is_prefix else group
+
     def writable_topics(self, catalog: TopicCatalog = CATALOG) -> frozenset[str]:
-        """Declared writes plus the dead-letter topic of every topic it reads."""
+        """Declared writes plus the dead-letter topic of every topic it reads (if it
+        dead-letters)."""
+        if not self.dead_letters:
+            return self.writes
         dlqs = {catalog.get(topic).dlq_name for topic in self.reads if catalog.get(topic).has_dlq}
         return self.writes | dlqs
 
@@ -70,9 +91,10 @@ class Principal:
             rules.append(AclRule("topic", topic, (Operation.READ, Operation.DESCRIBE)))
         for topic in sorted(self.writable_topics(catalog)):
             rules.append(AclRule("topic", topic, (Operation.WRITE, Operation.DESCRIBE)))
-        if self.consumer_group:
+        if self.group_acl_name:
             pattern = PatternType.PREFIX if self.group_is_prefix else PatternType.LITERAL
-            rules.append(AclRule("group", self.consumer_group, (Operation.READ,), pattern))
+            group_ops = (Operation.READ,) if self.joins_group else (Operation.DESCRIBE,)
+            rules.append(AclRule("group", self.group_acl_name, group_ops, pattern))
         for observed in sorted(self.observes):
             watched = principal(observed)
             if watched.consumer_group is None:
@@ -104,6 +126,8 @@ def _principal(
     writes: tuple[str, ...] = (),
     group_is_prefix: bool = False,
     observes: tuple[str, ...] = (),
+    dead_letters: bool = True,
+    joins_group: bool = True,
 ) -> Principal:
     return Principal(
         name,
@@ -113,6 +137,8 @@ def _principal(
         frozenset(writes),
         group_is_prefix,
         frozenset(observes),
+        dead_letters,
+        joins_group,
     )
 
 
@@ -120,11 +146,15 @@ PRINCIPALS: tuple[Principal, ...] = (
     _principal(
         "gateway",
         PrincipalKind.SERVICE,
-        "accepts client actions and produces them; serves timelines, trends, notifications "
-        "and hourly activity summaries, and pushes trend updates live",
-        reads=(TRENDS, ACTIVITY_SUMMARIES),
+        "accepts client actions and produces them; serves timelines, trends and "
+        "notifications, and pushes trend updates live",
+        reads=(TRENDS,),
         # Not logins: a login is a fact the identity service records, never a client claim.
         writes=(TWEETS, INTERACTIONS),
+        # The live trends feed skips a record that is not a trend (and counts it).
+        dead_letters=False,
+        # Every pod reads every partition of `trends` by assign() (gateway/feeds.py).
+        joins_group=False,
     ),
     _principal(
         "identity",
@@ -179,6 +209,17 @@ PRINCIPALS: tuple[Principal, ...] = (
 )
 
 
+# Topics no principal of ours reads, each with the reason it exists anyway.
+UNREAD_TOPICS: dict[str, str] = {
+    ACTIVITY_SUMMARIES: "hourly interaction aggregates published for analytics consumers "
+    "outside Starling; the page does not show them",
+}
+
+# Grants the usage test may find unused, each with the reason it is kept:
+# (principal, resource type, resource name, operation) -> why.
+UNUSED_GRANTS: dict[tuple[str, str, str, Operation], str] = {}
+
+
 def principal(name: str) -> Principal:
     for candidate in PRINCIPALS:
         if candidate.name == name:
@@ -201,7 +242,7 @@ def validate_access_map(
     for spec in catalog:
         if not any(spec.name in p.writes for p in principals):
             raise ValueError(f"topic {spec.name!r} has no writer in the access map")
-        if not any(spec.name in p.reads for p in principals):
+        if spec.name not in UNREAD_TOPICS and not any(spec.name in p.reads for p in principals):
             raise ValueError(f"topic {spec.name!r} has no reader in the access map")
 
 

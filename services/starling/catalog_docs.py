@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starling.access import PRINCIPALS, Principal
+from starling.access import PRINCIPALS, UNREAD_TOPICS, Principal
 from starling.topics import CATALOG, DAY_MS, HOUR_MS, TopicCatalog
 
 GENERATED_NOTICE = (
@@ -44,7 +44,8 @@ def render_markdown(
         "",
         "## Who may read and write what",
         "",
-        "A principal may also write the dead-letter topic of every topic it reads.",
+        "A principal may also write the dead-letter topic of every topic it reads, unless it "
+        "never dead-letters.",
         "",
         "| principal | kind | reads | writes | consumer group | may watch the progress of |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -52,9 +53,13 @@ def render_markdown(
     for principal in principals:
         reads = ", ".join(f"`{t}`" for t in sorted(principal.reads)) or "—"
         writes = ", ".join(f"`{t}`" for t in sorted(principal.writable_topics(catalog))) or "—"
-        group = principal.consumer_group
+        group = principal.group_acl_name
         group_text = (
-            "—" if group is None else f"`{group}`" + ("*" if principal.group_is_prefix else "")
+            "—"
+            if group is None
+            else f"`{group}`"
+            + ("*" if principal.group_is_prefix else "")
+            + ("" if principal.joins_group else " (Describe only: assigns partitions)")
         )
         observes = ", ".join(f"`{name}`" for name in sorted(principal.observes)) or "—"
         lines.append(
@@ -62,4 +67,8 @@ def render_markdown(
             f"| {observes} |"
         )
     lines += ["", "`*` a prefix: the principal may use any group whose name starts with it.", ""]
+    if UNREAD_TOPICS:
+        lines += ["Topics no principal of ours reads:", ""]
+        lines += [f"- `{topic}`: {why}" for topic, why in sorted(UNREAD_TOPICS.items())]
+        lines.append("")
     return "\n".join(lines)

@@ -90,15 +90,19 @@ def test_acls_grant_exactly_the_access_map_and_nothing_else() -> None:
             if r.resource_type == "topic" and Operation.WRITE in r.operations
         }
         assert readable == p.reads
-        assert writable == p.writes | {CATALOG.get(t).dlq_name for t in p.reads}
+        dlqs = {CATALOG.get(t).dlq_name for t in p.reads} if p.dead_letters else set()
+        assert writable == p.writes | dlqs
         # literal topic names only: a prefix or wildcard would widen access silently
         assert all(r.pattern is PatternType.LITERAL for r in rules if r.resource_type == "topic")
         consuming = [
             r for r in rules if r.resource_type == "group" and Operation.READ in r.operations
         ]
-        assert [g.resource_name for g in consuming] == ([p.consumer_group] if p.reads else [])
+        joined = [p.group_acl_name] if p.reads and p.joins_group else []
+        assert [g.resource_name for g in consuming] == joined
         # Watching another principal's progress grants Describe only, on its group and topics.
         watched_groups = {principal(o).consumer_group for o in p.observes}
+        if p.reads and not p.joins_group:
+            watched_groups.add(p.consumer_group)
         describe_only = [r for r in rules if r.operations == (Operation.DESCRIBE,)]
         assert {r.resource_name for r in describe_only if r.resource_type == "group"} == (
             watched_groups
@@ -161,3 +165,39 @@ def test_topics_command_rejects_a_bad_broker_count(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         main(["topics", "--brokers", "zero"])
     assert "--brokers: expected a whole number, got 'zero'" in capsys.readouterr().err
+
+
+def test_gateway_reads_trends_only_never_dead_letters_and_never_joins_its_group() -> None:
+    rules = {
+        (r.resource_type, r.resource_name, op)
+        for r in principal("gateway").acl_rules()
+        for op in r.operations
+    }
+    assert rules == {
+        ("topic", "trends", Operation.READ),
+        ("topic", "trends", Operation.DESCRIBE),
+        ("topic", "tweets", Operation.WRITE),
+        ("topic", "tweets", Operation.DESCRIBE),
+        ("topic", "user.interactions", Operation.WRITE),
+        ("topic", "user.interactions", Operation.DESCRIBE),
+        ("group", "starling-gateway", Operation.DESCRIBE),
+    }
+
+
+def test_airflow_group_prefix_ends_at_the_separator_its_groups_use() -> None:
+    from starling_operators import settings
+
+    [group] = [r for r in principal("airflow").acl_rules() if r.operations == (Operation.READ,)]
+    assert (group.resource_type, group.pattern) == ("group", PatternType.PREFIX)
+    assert group.resource_name == "starling-airflow-"
+    assert not "starling-airflowX-evil".startswith(group.resource_name)
+    assert settings.group_id("interaction-analysis").startswith(group.resource_name)
+
+
+def test_a_topic_without_readers_needs_a_stated_reason() -> None:
+    from starling.access import UNREAD_TOPICS
+
+    assert not any("activity.summaries" in p.reads for p in PRINCIPALS)
+    assert UNREAD_TOPICS["activity.summaries"]
+    for topic in UNREAD_TOPICS:
+        assert topic in CATALOG.names()

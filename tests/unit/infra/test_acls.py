@@ -68,7 +68,8 @@ def test_only_literal_names_except_the_workflow_group_prefix(stack_run: ProgramR
     for name, user in _users(stack_run).items():
         for kind, resource, pattern, _ in _granted(user):
             if pattern == "prefix":
-                assert (kind, resource) == ("group", "starling-airflow"), name
+                # With its separator: `starling-airflowX...` must not match.
+                assert (kind, resource) == ("group", "starling-airflow-"), name
             assert kind in {"topic", "group"}, name
             if kind == "topic":
                 assert resource in CATALOG.names(), (name, resource)
@@ -78,3 +79,26 @@ def test_no_operation_beyond_read_write_describe(stack_run: ProgramRun) -> None:
     allowed = {op.value for op in Operation}
     for name, user in _users(stack_run).items():
         assert {grant[3] for grant in _granted(user)} <= allowed, name
+
+
+def test_gateway_may_not_read_summaries_dead_letter_or_join_a_group(
+    stack_run: ProgramRun,
+) -> None:
+    granted = _granted(_users(stack_run)["starling-gateway"])
+    assert {g for g in granted if g[1] == "activity.summaries"} == set()
+    assert {g[1] for g in granted if g[1].endswith(".dlq")} == set()
+    assert ("group", "starling-gateway", "literal", "Read") not in granted
+
+
+def test_airflow_connection_group_is_inside_the_acl_prefix(stack_run: ProgramRun) -> None:
+    import json
+
+    prefixes = {
+        g[1]
+        for g in _granted(_users(stack_run)["starling-airflow"])
+        if g[0] == "group" and g[2] == "prefix"
+    }
+    assert prefixes == {"starling-airflow-"}
+    secret = stack_run.named("airflow-kafka-connection")
+    connection = json.loads(secret.inputs["stringData"]["AIRFLOW_CONN_KAFKA_DEFAULT"])
+    assert connection["extra"]["group.id"].startswith("starling-airflow-")
