@@ -4,6 +4,11 @@ Every setting is an environment variable named like the field in upper case (the
 sets `STARLING_SERVICE`, `KAFKA_*`, `STORE_*`, `METRICS_PORT`); the `STARLING_*` tuning
 knobs have defaults suited to production. A bad value fails at start with a message that
 names the variable, never later inside a client library.
+
+Secrets come from files: `KAFKA_SASL_PASSWORD_FILE` and `STORE_PASSWORD_FILE` name a file
+(a mounted Secret) holding the password, so the value is never in the environment, where
+`/proc/<pid>/environ`, crash dumps and `kubectl describe` show it. The plain variables stay
+for local runs; setting both is an error (which one would win is not obvious).
 """
 
 from __future__ import annotations
@@ -34,6 +39,48 @@ class ConfigError(ValueError):
     """The environment does not describe a runnable service; the message names the variable."""
 
 
+# Password settings that may come from a file: field -> its `*_FILE` field.
+_SECRET_FILES = {
+    "kafka_sasl_password": "kafka_sasl_password_file",
+    "store_password": "store_password_file",
+}
+
+
+def read_secret_file(variable: str, path: str | Path) -> str:
+    """The secret in `path` (one trailing newline dropped, as `echo` and editors add one);
+    a missing, unreadable or empty file is a ValueError naming `variable`, never the value."""
+    try:
+        value = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(
+            f"{variable}={path}: no such file; mount the Secret there or fix the path"
+        ) from None
+    except OSError as exc:
+        raise ValueError(f"{variable}={path}: cannot read it ({exc.strerror})") from None
+    value = value.removesuffix("\n")
+    if not value:
+        raise ValueError(f"{variable}={path}: the file is empty")
+    return value
+
+
+def resolve_secret_files(data: Any, fields: dict[str, str]) -> Any:
+    """A `mode="before"` validator's body: fill each secret field from its `*_FILE` field."""
+    if not isinstance(data, dict):
+        return data
+    resolved = dict(data)
+    for field, file_field in fields.items():
+        path = resolved.get(file_field)
+        if path in (None, ""):
+            continue
+        if resolved.get(field) not in (None, ""):
+            raise ValueError(
+                f"both {field.upper()} and {file_field.upper()} are set; keep only "
+                f"{file_field.upper()} (the value stays out of the environment)"
+            )
+        resolved[field] = read_secret_file(file_field.upper(), str(path))
+    return resolved
+
+
 class RuntimeSettings(BaseSettings):
     model_config = SettingsConfigDict(
         case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True
@@ -45,6 +92,7 @@ class RuntimeSettings(BaseSettings):
     kafka_sasl_mechanism: SaslMechanism = "SCRAM-SHA-512"
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
     kafka_ssl_ca_location: Path | None = None
     # Consumer group; the access map names it `starling-<service>` and ACLs allow exactly
     # that, so override it only where no ACLs apply (tests sharing one broker).
@@ -57,7 +105,12 @@ class RuntimeSettings(BaseSettings):
     store_host: str = "localhost"
     store_port: int = Field(default=6379, ge=1, le=65_535)
     store_password: SecretStr | None = None
+    store_password_file: Path | None = None
     store_db: int = Field(default=0, ge=0, le=15)
+    # TLS to the store (`rediss://`): the chain is verified against STORE_CA_FILE (the
+    # program's internal CA) and the certificate must name STORE_HOST.
+    store_tls: bool = False
+    store_ca_file: Path | None = None
 
     metrics_port: int = Field(default=9100, ge=0, le=65_535)
 
@@ -73,6 +126,25 @@ class RuntimeSettings(BaseSettings):
     # with exponential backoff; then the process exits without committing.
     starling_retry_budget_s: float = Field(default=60.0, gt=0, le=3_600)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        return resolve_secret_files(data, _SECRET_FILES)
+
+    @model_validator(mode="after")
+    def _store_tls_is_complete(self) -> Self:
+        if self.store_ca_file is not None:
+            if not self.store_tls:
+                raise ValueError(
+                    "STORE_CA_FILE is set but STORE_TLS is not true; set STORE_TLS=true"
+                    " (the CA only matters for a TLS connection) or unset STORE_CA_FILE"
+                )
+            if not self.store_ca_file.is_file():
+                raise ValueError(
+                    f"STORE_CA_FILE={self.store_ca_file}: no such file; mount the store's CA there"
+                )
+        return self
+
     @model_validator(mode="after")
     def _security_is_complete(self) -> Self:
         if self.kafka_security_protocol.startswith("SASL"):
@@ -83,7 +155,8 @@ class RuntimeSettings(BaseSettings):
                 )
             if self.kafka_sasl_password is None:
                 raise ValueError(
-                    f"KAFKA_SASL_PASSWORD is required with KAFKA_SECURITY_PROTOCOL="
+                    "KAFKA_SASL_PASSWORD_FILE (or, for local runs, KAFKA_SASL_PASSWORD) is"
+                    f" required with KAFKA_SECURITY_PROTOCOL="
                     f"{self.kafka_security_protocol}"
                 )
         elif self.kafka_sasl_username:
@@ -175,6 +248,8 @@ class RuntimeSettings(BaseSettings):
             "password": (
                 self.store_password.get_secret_value() if self.store_password is not None else None
             ),
+            "tls": self.store_tls,
+            "ca_file": str(self.store_ca_file) if self.store_ca_file is not None else None,
         }
 
 

@@ -13,12 +13,31 @@ from redis.retry import Retry
 SOCKET_TIMEOUT_S = 5.0
 
 
-def connect(*, host: str, port: int, db: int = 0, password: str | None = None) -> redis.Redis:
+def connect(
+    *,
+    host: str,
+    port: int,
+    db: int = 0,
+    password: str | None = None,
+    tls: bool = False,
+    ca_file: str | None = None,
+) -> redis.Redis:
+    """A client for the store; with `tls` the server must present a certificate that chains
+    to `ca_file` (else the system's CAs) and names `host`, or the connection is refused."""
+    tls_kwargs: dict[str, Any] = {}
+    if tls:
+        tls_kwargs = {
+            "ssl": True,
+            "ssl_cert_reqs": "required",
+            "ssl_check_hostname": True,
+            "ssl_ca_certs": ca_file,
+        }
     return redis.Redis(
         host=host,
         port=port,
         db=db,
         password=password,
+        **tls_kwargs,
         socket_timeout=SOCKET_TIMEOUT_S,
         socket_connect_timeout=SOCKET_TIMEOUT_S,
         health_check_interval=30,
