@@ -14,6 +14,20 @@ the same step. Push goes to an HTTP webhook afterwards, with a timeout and a bou
 number of attempts, carrying the notification id as `Idempotency-Key`; its outcome is
 recorded as a second receipt. A redelivered candidate whose push was not confirmed is
 pushed again; one that was is not.
+
+Blocks beat notifications by event time, not arrival order. A block is keyed by the
+blocker, the like it must stop by the liker: different partitions, maybe different
+replicas, any order. So (1) a batch's graph changes are applied before its candidates,
+(2) block/mute changes are logged with their event times and a candidate is filtered when
+its actor was blocked/muted by the recipient at the candidate's event time (an unblock
+is logged too: later likes are delivered again), and (3) a candidate with an actor is
+held for `settle_ms` (`STARLING_NOTIFY_SETTLE_MS`, default 3 s) in the store before it
+is decided, delivered, announced live and pushed, so a block that is read up to that long
+after the like still stops it. The guarantee: a notification whose event time is after a
+block's is never delivered if the block reaches the notifier no later than `settle_ms`
+after the notification does (partition lag within the group under that); the cost is
+that much latency on every notification with an actor. Nothing is ever retracted: a
+notification is not delivered before it is decided, which is why holding is needed.
 """
 
 from __future__ import annotations
@@ -51,6 +65,14 @@ from starling.topics import INTERACTIONS, NOTIFICATIONS
 
 log = logging.getLogger("starling.notifier")
 
+# Default settle delay: above the lag between the interactions topic's partitions of one
+# healthy consumer group (sub-second, batches of a few hundred ms) with a wide margin.
+DEFAULT_SETTLE_MS = 3000
+# Held candidates decided per store round trip, and how long a claim stays with a replica
+# before another may take the candidate over (a replica that died mid-release).
+_RELEASE_BATCH = 500
+_HOLD_LEASE_MS = 30_000
+
 INTERACTION_KINDS: Mapping[InteractionAction, NotificationKind] = {
     InteractionAction.LIKE: NotificationKind.LIKE,
     InteractionAction.RETWEET: NotificationKind.RETWEET,
@@ -69,6 +91,12 @@ class NotifierSettings(BaseSettings):
     push_url: HttpUrl | None = None
     push_timeout_s: float = Field(default=2.0, gt=0, le=60)
     push_attempts: int = Field(default=3, ge=1, le=10)
+    # How long a candidate with an actor waits before it is decided (wall clock, from
+    # when the notifier reads it), so that a block or mute with an earlier event time,
+    # travelling on another partition, can still arrive and stop it. 0 decides at once
+    # (and then only blocks already applied are honoured). Every such notification is
+    # this much (plus up to a second) later in the inbox, on the live stream and on push.
+    settle_ms: int = Field(default=DEFAULT_SETTLE_MS, ge=0, le=60_000)
 
 
 def delivery_id(recipient: int, kind: NotificationKind, source_event_id: Any) -> str:
@@ -76,11 +104,15 @@ def delivery_id(recipient: int, kind: NotificationKind, source_event_id: Any) ->
     return str(derived_id("delivery", recipient, kind.value, source_event_id))
 
 
+def event_ms(event: Notification | UserInteraction) -> int:
+    return int(event.event_time.timestamp() * 1000)
+
+
 def candidate_from_notification(event: Notification) -> tuple[int, InboxEntry]:
     return event.recipient_id, InboxEntry(
         id=delivery_id(event.recipient_id, event.kind, event.source_event_id),
         kind=event.kind.value,
-        time_ms=int(event.event_time.timestamp() * 1000),
+        time_ms=event_ms(event),
         source_event_id=str(event.source_event_id),
         actor_id=event.actor_id,
         tweet_id=event.tweet_id,
@@ -96,7 +128,7 @@ def candidate_from_interaction(event: UserInteraction) -> tuple[int, InboxEntry]
     return event.target_user_id, InboxEntry(
         id=delivery_id(event.target_user_id, kind, event.event_id),
         kind=kind.value,
-        time_ms=int(event.event_time.timestamp() * 1000),
+        time_ms=event_ms(event),
         source_event_id=str(event.event_id),
         actor_id=event.actor_id,
         tweet_id=event.tweet_id,
@@ -189,34 +221,71 @@ class NotifierHandler(BaseHandler):
         return self._readiness()
 
     def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
-        # Graph changes and decisions are queued in stream order in one pipeline, so a
-        # block followed by a notification from the blocked account filters it.
-        pipe = self.client.pipeline(transaction=False)
-        decided: list[tuple[int, int, InboxEntry]] = []  # (result index, recipient, entry)
-        push_enabled = self.push_client is not None
         now_ms = int(time.time() * 1000)
+        pipe = self.client.pipeline(transaction=False)
+        # Graph changes first, each with its event time: a block later in the batch than
+        # a like it must stop is already logged when the like is decided (or held).
+        for record in records:
+            event = record.event
+            if isinstance(event, UserInteraction):
+                apply_interaction(
+                    pipe, event.action, event.actor_id, event.target_user_id, event_ms(event)
+                )
+        candidates: list[tuple[int, InboxEntry]] = []
         in_batch: set[str] = set()
+        settle_ms = self.settings.settle_ms
         for record in records:
             event = record.event
             if isinstance(event, Notification):
                 candidate: tuple[int, InboxEntry] | None = candidate_from_notification(event)
             else:
-                apply_interaction(pipe, event.action, event.actor_id, event.target_user_id)
                 candidate = candidate_from_interaction(event)
-            if candidate is not None and candidate[1].id not in in_batch:
+            if candidate is None or candidate[1].id in in_batch:
                 # A repeat within the batch would read the first one's state before its
                 # push is recorded, and push twice.
-                in_batch.add(candidate[1].id)
-                recipient, entry = candidate
-                decided.append((len(pipe), recipient, entry))
-                self.store.decide(pipe, recipient, entry, push_enabled=push_enabled, now_ms=now_ms)
-        if not len(pipe):
+                continue
+            in_batch.add(candidate[1].id)
+            recipient, entry = candidate
+            if settle_ms and entry.actor_id is not None:
+                # Only a candidate with an actor can be stopped by a block or mute.
+                self.store.hold(pipe, recipient, entry, now_ms + settle_ms)
+            else:
+                candidates.append(candidate)
+        if len(pipe):
+            # Durable before the batch's offsets are committed: a held candidate survives
+            # a crash in `ntf:held`, and any replica releases it.
+            pipe.execute()
+        self._decide_and_deliver(candidates, now_ms)
+        self._release_due()
+
+    def tick(self, outbox: Outbox) -> None:
+        # Held candidates come due with or without traffic.
+        self._release_due()
+
+    def _release_due(self) -> None:
+        while True:
+            now_ms = int(time.time() * 1000)
+            claimed = self.store.claim_due(now_ms, _RELEASE_BATCH, _HOLD_LEASE_MS)
+            if not claimed:
+                return
+            self._decide_and_deliver([(r, e) for _m, r, e in claimed], now_ms)
+            pipe = self.client.pipeline(transaction=False)
+            self.store.release(pipe, [member for member, _r, _e in claimed])
+            pipe.execute()
+            if len(claimed) < _RELEASE_BATCH:
+                return
+
+    def _decide_and_deliver(self, candidates: list[tuple[int, InboxEntry]], now_ms: int) -> None:
+        if not candidates:
             return
+        push_enabled = self.push_client is not None
+        pipe = self.client.pipeline(transaction=False)
+        for recipient, entry in candidates:
+            self.store.decide(pipe, recipient, entry, push_enabled=push_enabled, now_ms=now_ms)
         results = pipe.execute()
         to_push: list[tuple[int, InboxEntry]] = []
         live = self.client.pipeline(transaction=False)
-        for index, recipient, entry in decided:
-            raw = results[index]
+        for raw, (recipient, entry) in zip(results, candidates, strict=True):
             status = DeliveryStatus(raw.decode() if isinstance(raw, bytes) else raw)
             self.decisions[status.value] = self.decisions.get(status.value, 0) + 1
             if status in DELIVERED_STATUSES:

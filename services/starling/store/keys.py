@@ -8,7 +8,9 @@ only through these functions, so a rename is one edit. User and tweet ids are de
 | `tl:{user}` | sorted set | home timeline: tweet ids scored by tweet id (time order), capped |
 | `tw:{tweet}` | string | the enriched tweet (JSON, as on `tweets.enriched`), expiring |
 | `g:followers:{user}` / `g:following:{user}` | set | the follow graph |
-| `g:blocked:{user}` / `g:muted:{user}` | set | accounts `user` blocked / muted |
+| `g:blocked:{user}` / `g:muted:{user}` | set | accounts `user` blocked / muted (now) |
+| `g:blocklog:{user}:{other}` / `g:mutelog:{user}:{other}` | sorted set | `on:{ms}` / `off:{ms}` |
+|  |  | block (mute) and undo changes scored by event time (ms), the newest few |
 | `u:handles` | hash | handle (lower case) -> user id |
 | `wtf:{user}` | hash | latest who-to-follow list: `time_ms`, `items` (JSON) |
 | `tr:counts:{window}` | hash | hashtag -> tweets in the window (window = start, Unix seconds) |
@@ -25,6 +27,8 @@ only through these functions, so a rename is one edit. User and tweet ids are de
 | `ntf:fatigue:{user}:{bucket}` | string | notifications delivered in the fatigue window |
 | `ntf:prefs:{user}` | hash | `<kind>` or `push` -> `off` to opt out |
 | `ntf:receipt:{notification}` | hash | channel -> `<status> <time>` delivery receipts |
+| `ntf:held` | sorted set | candidates held for the settle delay (`[recipient, entry]` JSON) |
+|  |  | scored by when they may be decided (wall clock, ms) |
 | `id:revoked:{session}` | string | a signed-out session (identity) until its tokens expire |
 | `id:account:{name}` | hash | identity account (name lower case): `user_id`, `username`, `hash` |
 | `id:next_user` | string | the last user id given to a sign-up (ids start at 1 000 000 000) |
@@ -87,6 +91,15 @@ def muted(user_id: int) -> str:
     return f"g:muted:{user_id}"
 
 
+def block_log(user_id: int, other: int) -> str:
+    """When `user_id` blocked and unblocked `other` (event time): see `starling.store.graph`."""
+    return f"g:blocklog:{user_id}:{other}"
+
+
+def mute_log(user_id: int, other: int) -> str:
+    return f"g:mutelog:{user_id}:{other}"
+
+
 def who_to_follow(user_id: int) -> str:
     return f"wtf:{user_id}"
 
@@ -125,6 +138,9 @@ def preferences(user_id: int) -> str:
 
 def receipt(notification_id: str) -> str:
     return f"ntf:receipt:{notification_id}"
+
+
+NOTIFICATIONS_HELD = "ntf:held"
 
 
 # Identity (the built-in identity service writes, the gateway reads).

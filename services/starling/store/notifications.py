@@ -4,6 +4,11 @@ The decision for one candidate (duplicate? opted out? blocked or muted? over the
 cap?) and its in-app delivery happen in one script, atomically, keyed by the
 notification id (derived from the recipient, the kind and the source event), so a
 candidate seen twice is decided once and a redelivered batch changes nothing.
+
+"Blocked or muted" is asked at the candidate's event time, from the per-pair logs of
+block/mute changes (`starling.store.graph`), not of the current sets: a notification
+whose event time is after a block's is filtered whenever either arrives. Candidates the
+notifier holds for its settle delay wait in `ntf:held` (`hold`, `claim_due`, `release`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import msgspec
 import redis
 
 from starling.store import keys
+from starling.store.graph import RELATION_AT_LUA
 
 DEFAULT_INBOX_CAP = 200
 STATE_TTL_S = 7 * 24 * 3600
@@ -41,10 +47,12 @@ DELIVERED_STATUSES = frozenset(
     }
 )
 
-# KEYS: state, inbox, prefs, blocked, muted, fatigue, receipt
-# ARGV: id, kind, actor ('' if none), score, entry, fatigue cap, fatigue ttl, inbox cap,
-#       now, push enabled, state ttl
-_DECIDE = """
+# KEYS: state, inbox, prefs, blocked, muted, fatigue, receipt, block log, mute log
+# ARGV: id, kind, actor ('' if none), score (event time, ms), entry, fatigue cap,
+#       fatigue ttl, inbox cap, now, push enabled, state ttl
+_DECIDE = (
+    RELATION_AT_LUA
+    + """
 local prior = redis.call('HGET', KEYS[1], ARGV[1])
 if prior then
   return prior
@@ -53,9 +61,9 @@ local status
 local actor = ARGV[3]
 if redis.call('HGET', KEYS[3], ARGV[2]) == 'off' then
   status = 'filtered:preference'
-elseif actor ~= '' and redis.call('SISMEMBER', KEYS[4], actor) == 1 then
+elseif actor ~= '' and relation_at(KEYS[8], KEYS[4], actor, ARGV[4]) then
   status = 'filtered:blocked'
-elseif actor ~= '' and redis.call('SISMEMBER', KEYS[5], actor) == 1 then
+elseif actor ~= '' and relation_at(KEYS[9], KEYS[5], actor, ARGV[4]) then
   status = 'filtered:muted'
 elseif tonumber(redis.call('GET', KEYS[6]) or '0') >= tonumber(ARGV[6]) then
   status = 'capped'
@@ -79,6 +87,20 @@ redis.call('HSET', KEYS[1], ARGV[1], status)
 redis.call('EXPIRE', KEYS[1], ARGV[11])
 return status
 """
+)
+
+
+# Held candidates due by `now` get a lease (their score moves to now + lease) in the same
+# step, so two replicas do not decide one together, and one that dies holding a lease
+# leaves it to be claimed again when the lease runs out.
+# KEYS: held; ARGV: now, limit, lease end
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  redis.call('ZADD', KEYS[1], ARGV[3], member)
+end
+return due
+"""
 
 
 class InboxEntry(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -95,6 +117,7 @@ class InboxEntry(msgspec.Struct, frozen=True, omit_defaults=True):
 
 _entry_encoder = msgspec.json.Encoder()
 _entry_decoder = msgspec.json.Decoder(InboxEntry)
+_held_decoder = msgspec.json.Decoder(tuple[int, InboxEntry])
 
 
 class NotificationStore:
@@ -111,12 +134,14 @@ class NotificationStore:
         self.fatigue_window_s = fatigue_window_s
         self.inbox_cap = inbox_cap
         self._decide = client.register_script(_DECIDE)
+        self._claim_due = client.register_script(_CLAIM_DUE)
 
     def decide(
         self, pipe: Any, recipient: int, entry: InboxEntry, *, push_enabled: bool, now_ms: int
     ) -> None:
         """Queue the decide-and-deliver script; its result is the `DeliveryStatus`."""
         bucket = entry.time_ms // (self.fatigue_window_s * 1000)
+        actor = entry.actor_id if entry.actor_id is not None else 0  # logs unused then
         self._decide(
             keys=[
                 keys.notification_state(recipient),
@@ -126,6 +151,8 @@ class NotificationStore:
                 keys.muted(recipient),
                 keys.fatigue(recipient, bucket),
                 keys.receipt(entry.id),
+                keys.block_log(recipient, actor),
+                keys.mute_log(recipient, actor),
             ],
             args=[
                 entry.id,
@@ -142,6 +169,33 @@ class NotificationStore:
             ],
             client=pipe,
         )
+
+    def hold(self, pipe: Any, recipient: int, entry: InboxEntry, until_ms: int) -> None:
+        """Queue a candidate to be decided at `until_ms` (wall clock). NX: a redelivered
+        candidate keeps its first deadline instead of being held again."""
+        member = _entry_encoder.encode((recipient, entry))
+        pipe.zadd(keys.NOTIFICATIONS_HELD, {member: until_ms}, nx=True)
+
+    def claim_due(
+        self, now_ms: int, limit: int, lease_ms: int
+    ) -> list[tuple[bytes, int, InboxEntry]]:
+        """Held candidates due by `now_ms` (oldest first), leased for `lease_ms`: each as
+        (member to `release` once decided, recipient, entry)."""
+        raw: Any = self._claim_due(
+            keys=[keys.NOTIFICATIONS_HELD], args=[now_ms, limit, now_ms + lease_ms]
+        )
+        claimed = []
+        for member in raw:
+            recipient, entry = _held_decoder.decode(member)
+            claimed.append((member, recipient, entry))
+        return claimed
+
+    def release(self, pipe: Any, members: Sequence[bytes]) -> None:
+        if members:
+            pipe.zrem(keys.NOTIFICATIONS_HELD, *members)
+
+    def held_count(self) -> int:
+        return int(self.client.zcard(keys.NOTIFICATIONS_HELD))
 
     def record_push(
         self, pipe: Any, recipient: int, notification_id: str, ok: bool, detail: str, now_ms: int
