@@ -2,10 +2,12 @@
 Default-deny for one service's pods, then exactly the traffic it needs:
 
   in:  the metrics port from the release namespace and the monitoring namespaces;
-       the gateway's and the identity service's HTTP port from every namespace (or from
-       anywhere when the Service is exposed outside the cluster, where client addresses
-       are not pod addresses); with gateway.trustUserHeader on, the gateway's HTTP port
-       only from the named namespaces (where the authenticating proxy runs).
+       the gateway's and the identity service's HTTP port from the release namespace, the
+       namespaces labelled `networkPolicy.http.namespaceLabels` (the ingress controller's)
+       and the `networkPolicy.http.cidrs` (required when the Service is NodePort or
+       LoadBalancer: its clients' addresses are not pod addresses); with
+       gateway.trustUserHeader on, the gateway's HTTP port only from the named namespaces
+       (where the authenticating proxy runs).
   out: the Kafka broker pods on the bootstrap port(s) (clients connect to each broker
        after bootstrap, so the brokers themselves, not only the bootstrap Service, must
        be reachable), the store, DNS, for the notifier the push webhook, and for the
@@ -58,13 +60,23 @@ spec:
                   {{- toYaml $root.Values.gateway.trustUserHeader.namespaces | nindent 18 }}
     {{- else if has .component (list "gateway" "identity") }}
     {{- $http := (index $root.Values .component).service }}
+    {{- if and (ne $http.type "ClusterIP") (empty $policy.http.cidrs) }}
+    {{- fail (printf "networkPolicy.http.cidrs: %s.service.type is %s, whose clients come from outside the cluster; list their CIDRs (0.0.0.0/0 admits every address)" .component $http.type) }}
+    {{- end }}
     - ports:
         - port: {{ $http.port }}
           protocol: TCP
-      {{- if eq $http.type "ClusterIP" }}
       from:
-        - namespaceSelector: {}
-      {{- end }}
+        - podSelector: {}
+        {{- with $policy.http.namespaceLabels }}
+        - namespaceSelector:
+            matchLabels:
+              {{- toYaml . | nindent 14 }}
+        {{- end }}
+        {{- range $policy.http.cidrs }}
+        - ipBlock:
+            cidr: {{ . }}
+        {{- end }}
     {{- end }}
   egress:
     - to:
@@ -86,11 +98,8 @@ spec:
             matchLabels:
               kubernetes.io/metadata.name: {{ include "starling-services.storeNamespace" $root }}
           podSelector:
-            {{- with $policy.store.podLabels }}
             matchLabels:
-              {{- toYaml . | nindent 14 }}
-            {{- else }} {}
-            {{- end }}
+              {{- required "networkPolicy.store.podLabels: set the labels of the store's pods (only they may be reached on the store port)" $policy.store.podLabels | toYaml | nindent 14 }}
       ports:
         - port: {{ $root.Values.store.port }}
           protocol: TCP

@@ -61,9 +61,7 @@ def test_identity_runs_its_command_on_port_8081(render: Render) -> None:
     env = _env(deployment)
     assert env["HTTP_PORT"] == "8081"
     assert env["KAFKA_SASL_USERNAME"] == "starling-identity"
-    assert env["KAFKA_SASL_PASSWORD"] == {
-        "secretKeyRef": {"name": "starling-identity", "key": "password"}
-    }
+    assert env["KAFKA_SASL_PASSWORD_FILE"] == "/var/run/secrets/starling/kafka-user/password"
     # Health and readiness on the metrics port, as every service.
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
@@ -119,14 +117,20 @@ def test_identity_options_reach_the_service(render: Render) -> None:
     assert env["HTTP_PORT"] == "8443"
 
 
-def test_identity_http_port_is_open_to_clients_and_metrics_to_monitoring(render: Render) -> None:
+def test_identity_http_port_is_open_to_the_ingress_and_metrics_to_monitoring(
+    render: Render,
+) -> None:
     policy = by_kind(render(), "NetworkPolicy")["identity"]
     (metrics,) = _ingress_for_port(policy, 9100)
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     } in (metrics["from"])
     (http,) = _ingress_for_port(policy, 8081)
-    assert http["from"] == [{"namespaceSelector": {}}]
+    # Its own namespace (the gateway fetches keys) and the ingress controller's: no other.
+    assert http["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
     # Kafka (its login events), the store (accounts, rate limits, revocations), DNS.
     assert len(policy["spec"]["egress"]) == 3
 
@@ -212,7 +216,11 @@ def test_header_trust_is_off_by_default(render: Render) -> None:
     documents = render()
     assert _env(by_kind(documents, "Deployment")["gateway"])["STARLING_GATEWAY_AUTH"] == "token"
     (http,) = _ingress_for_port(by_kind(documents, "NetworkPolicy")["gateway"], 8080)
-    assert http["from"] == [{"namespaceSelector": {}}]
+    # Its own namespace (the gateway fetches keys) and the ingress controller's: no other.
+    assert http["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
 
 
 def test_header_trust_admits_only_the_named_namespaces(render: Render) -> None:

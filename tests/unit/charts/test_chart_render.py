@@ -4,6 +4,7 @@ them, secure defaults, optional features off by default, names and labels."""
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from tests.unit.charts.conftest import (
     Manifest,
     Render,
     by_kind,
+    run_helm,
 )
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(1800)]
@@ -22,6 +24,13 @@ pytestmark = [pytest.mark.unit, pytest.mark.timeout(1800)]
 ALL_FEATURES = CHART_DIR / "ci" / "values-all-features.yaml"
 GATEWAY_ONLY = CHART_DIR / "ci" / "values-gateway-only.yaml"
 PULUMI_CONTRACT = CHART_DIR / "ci" / "values-pulumi-contract.yaml"
+HEADER_AUTH = CHART_DIR / "ci" / "values-header-auth.yaml"
+# The selector labels of the Pulumi program's Valkey (starling_infra.store), which the
+# chart's default store peer must match: test_store_default_matches_the_programs_valkey.
+STORE_SELECTOR = {
+    "app.kubernetes.io/name": "starling-valkey",
+    "app.kubernetes.io/instance": "starling",
+}
 
 LABEL_KEYS = (
     "app.kubernetes.io/name",
@@ -112,13 +121,12 @@ def test_deployment_runs_the_service_with_its_kafka_identity(render: Render, ser
     assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
     assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
     assert env["KAFKA_SASL_USERNAME"] == f"starling-{service}"
-    # The Strimzi User Operator writes the password into a Secret named after the user.
-    assert env["KAFKA_SASL_PASSWORD"] == {
-        "secretKeyRef": {"name": f"starling-{service}", "key": "password"}
-    }
+    # Passwords are files (tests/unit/charts/test_chart_secrets.py checks the mounts).
+    assert env["KAFKA_SASL_PASSWORD_FILE"] == "/var/run/secrets/starling/kafka-user/password"
+    assert "KAFKA_SASL_PASSWORD" not in env and "STORE_PASSWORD" not in env
     assert env["STORE_HOST"] == "starling-store"
     assert env["STORE_PORT"] == "6379"
-    assert env["STORE_PASSWORD"] == {"secretKeyRef": {"name": "starling-store", "key": "password"}}
+    assert env["STORE_PASSWORD_FILE"] == "/var/run/secrets/starling/store/password"
     assert env["METRICS_PORT"] == "9100"
 
 
@@ -314,15 +322,55 @@ def test_metrics_ingress_only_from_namespace_and_monitoring(render: Render) -> N
     ]
 
 
-def test_gateway_http_open_in_cluster_or_to_all_when_exposed(render: Render) -> None:
-    cluster_ip = policy_of(render(), "gateway")["ingress"][1]
-    assert cluster_ip == {
-        "ports": [{"port": 8080, "protocol": "TCP"}],
-        "from": [{"namespaceSelector": {}}],
-    }
+def test_http_ports_admit_the_namespace_and_the_ingress_controller_only(render: Render) -> None:
+    documents = render()
+    for service, port in (("gateway", 8080), ("identity", 8081)):
+        assert policy_of(documents, service)["ingress"][1] == {
+            "ports": [{"port": port, "protocol": "TCP"}],
+            "from": [
+                {"podSelector": {}},
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                    }
+                },
+            ],
+        }, service
+
+
+def test_exposed_http_ports_admit_the_configured_cidrs_only(render: Render) -> None:
     # Behind a LoadBalancer the sources are client addresses, which no pod selector matches.
     exposed = policy_of(render(values_files=[ALL_FEATURES]), "gateway")["ingress"][1]
-    assert exposed == {"ports": [{"port": 8080, "protocol": "TCP"}]}
+    assert exposed == {
+        "ports": [{"port": 8080, "protocol": "TCP"}],
+        "from": [
+            {"podSelector": {}},
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}},
+            {"ipBlock": {"cidr": "198.51.100.0/24"}},
+            {"ipBlock": {"cidr": "2001:db8::/32"}},
+        ],
+    }
+
+
+def test_an_exposed_http_port_without_cidrs_fails_naming_the_key(helm: Path) -> None:
+    result = run_helm(
+        helm, "template", "starling", str(CHART_DIR), "--set", "gateway.service.type=LoadBalancer"
+    )
+    assert result.returncode != 0
+    assert "networkPolicy.http.cidrs: gateway.service.type is LoadBalancer" in result.stderr
+
+
+def test_no_http_port_admits_every_namespace_or_address(render: Render) -> None:
+    for values in ([], [ALL_FEATURES], [PULUMI_CONTRACT], [HEADER_AUTH]):
+        documents = render(values_files=values)
+        for service in ("gateway", "identity"):
+            if service not in by_kind(documents, "NetworkPolicy"):
+                continue
+            for rule in policy_of(documents, service)["ingress"]:
+                assert "from" in rule, (service, values)
+                for peer in rule["from"]:
+                    assert peer.get("namespaceSelector", {"x": 1}) != {}, (service, values)
+                    assert peer.get("ipBlock", {}).get("cidr") not in ("0.0.0.0/0", "::/0")
 
 
 def test_egress_reaches_strimzi_brokers_derived_from_bootstrap(render: Render) -> None:
@@ -383,12 +431,40 @@ def test_every_distinct_bootstrap_port_is_allowed(render: Render) -> None:
     assert peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "kafka"
 
 
-def test_store_namespace_defaults_to_the_release_namespace(render: Render) -> None:
-    store = policy_of(render(), "ingestion")["egress"][1]
-    assert store["to"][0]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": NAMESPACE
-    }
-    assert store["to"][0]["podSelector"] == {}
+def test_store_egress_reaches_the_store_pods_only(render: Render) -> None:
+    for values in ([], [PULUMI_CONTRACT]):
+        documents = render(values_files=values)
+        for service in SERVICES:
+            store = policy_of(documents, service)["egress"][1]
+            assert store["to"] == [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
+                    },
+                    # The Pulumi program's Valkey, selected by its own selector labels.
+                    "podSelector": {"matchLabels": STORE_SELECTOR},
+                }
+            ], service
+
+
+def test_store_default_matches_the_programs_valkey() -> None:
+    import sys
+
+    infra = str(CHART_DIR.parents[1] / "infra")
+    if infra not in sys.path:
+        sys.path.insert(0, infra)
+    from starling_infra import meta
+
+    assert meta.selector_labels(meta.STORE_NAME) == STORE_SELECTOR
+
+
+def test_empty_store_pod_labels_are_refused(helm: Path) -> None:
+    result = run_helm(
+        helm, "template", "starling", str(CHART_DIR), "--set", "networkPolicy.store.podLabels=null"
+    )
+    # The schema names the key (a null removes it: helm merges maps, {} keeps the default).
+    assert result.returncode != 0
+    assert "/networkPolicy/store" in result.stderr and "podLabels" in result.stderr
 
 
 def test_only_the_notifier_may_call_the_push_webhook(render: Render) -> None:

@@ -192,7 +192,11 @@ def test_token_mode_keeps_the_gateway_reachable_for_clients(
 ) -> None:
     policy = by_kind(_render(helm, dev_run, tmp_path), "NetworkPolicy")["gateway"]
     rules = {rule["ports"][0]["port"]: rule for rule in policy["spec"]["ingress"]}
-    assert rules[8080]["from"] == [{"namespaceSelector": {}}]
+    # Its namespace and the ingress controller's (the chart's default label), no other.
+    assert rules[8080]["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
     assert {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
     } in (rules[9100]["from"])
