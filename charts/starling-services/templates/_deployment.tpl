@@ -71,23 +71,24 @@ spec:
               value: {{ $root.Values.kafka.saslMechanism | quote }}
             - name: KAFKA_SASL_USERNAME
               value: {{ $service.kafkaUser | quote }}
-            - name: KAFKA_SASL_PASSWORD
-              valueFrom:
-                secretKeyRef:
-                  # Written by the Strimzi User Operator for the KafkaUser of the same name.
-                  name: {{ $service.kafkaUser }}
-                  key: password
+            {{- /* Secrets are files from read-only Secret volumes; env carries only their paths
+                   (an env value shows in /proc/<pid>/environ, crash dumps and kubectl describe). */}}
+            - name: KAFKA_SASL_PASSWORD_FILE
+              value: /var/run/secrets/starling/kafka-user/password
             - name: KAFKA_SSL_CA_LOCATION
               value: /etc/starling/kafka-ca/ca.crt
             - name: STORE_HOST
               value: {{ $root.Values.store.host | quote }}
             - name: STORE_PORT
               value: {{ $root.Values.store.port | quote }}
-            - name: STORE_PASSWORD
-              valueFrom:
-                secretKeyRef:
-                  name: {{ $root.Values.store.passwordSecret.name }}
-                  key: {{ $root.Values.store.passwordSecret.key }}
+            - name: STORE_PASSWORD_FILE
+              value: /var/run/secrets/starling/store/password
+            {{- if $root.Values.store.tls.enabled }}
+            - name: STORE_TLS
+              value: "true"
+            - name: STORE_CA_FILE
+              value: /var/run/secrets/starling/store-ca/ca.crt
+            {{- end }}
             - name: METRICS_PORT
               value: {{ $root.Values.metrics.port | quote }}
             {{- if eq .component "gateway" }}
@@ -145,6 +146,17 @@ spec:
             - name: kafka-ca
               mountPath: /etc/starling/kafka-ca
               readOnly: true
+            - name: kafka-user
+              mountPath: /var/run/secrets/starling/kafka-user
+              readOnly: true
+            - name: store-password
+              mountPath: /var/run/secrets/starling/store
+              readOnly: true
+            {{- if $root.Values.store.tls.enabled }}
+            - name: store-ca
+              mountPath: /var/run/secrets/starling/store-ca
+              readOnly: true
+            {{- end }}
             {{- if eq .component "identity" }}
             - name: identity-seed
               mountPath: /etc/starling/identity
@@ -162,6 +174,33 @@ spec:
               # A fixed file name, so KAFKA_SSL_CA_LOCATION does not depend on the key.
               - key: {{ $root.Values.kafka.caSecret.key }}
                 path: ca.crt
+        # Mode 0440: the container runs as uid 10001 and the kubelet gives the files to the
+        # pod's fsGroup (10001), so the group bit is all the process needs; others get nothing.
+        - name: kafka-user
+          secret:
+            # Written by the Strimzi User Operator for the KafkaUser of the same name.
+            secretName: {{ $service.kafkaUser }}
+            defaultMode: 0440
+            items:
+              - key: password
+                path: password
+        - name: store-password
+          secret:
+            secretName: {{ $root.Values.store.passwordSecret.name }}
+            defaultMode: 0440
+            items:
+              - key: {{ $root.Values.store.passwordSecret.key }}
+                path: password
+        {{- if $root.Values.store.tls.enabled }}
+        # The internal CA the store's certificate chains to: a Secret holding only ca.crt.
+        - name: store-ca
+          secret:
+            secretName: {{ $root.Values.store.tls.caSecret.name }}
+            defaultMode: 0444
+            items:
+              - key: {{ $root.Values.store.tls.caSecret.key }}
+                path: ca.crt
+        {{- end }}
         {{- if eq .component "identity" }}
         # The signing-key seed: a file, never an environment value (those show up in
         # `kubectl describe`, crash dumps and child processes). Readable by the pod's group only.
