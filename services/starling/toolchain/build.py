@@ -125,7 +125,7 @@ def _build(tool: GoTool, report: Progress) -> Path:
         (wrapper / "go.mod").write_text(wrapper_go_mod(tool, _go_language_version(go)))
         report(f"[{label}] building {tool.package} with {go} (cold: several minutes) ...")
         started = time.monotonic()
-        env = _build_env(staging / "bin")
+        env = _build_env(staging / "bin", tool)
         if tool.main_source:
             _write_own_main(go, tool, wrapper, env, label)
         _run_go_install(go, tool, wrapper, env, label, report)
@@ -213,8 +213,12 @@ def _download_module(go: str, tool: GoTool, wrapper: Path, env: dict[str, str], 
     return Path(directory)
 
 
-def _build_env(gobin: Path) -> dict[str, str]:
+def _build_env(gobin: Path, tool: GoTool | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    if tool is not None and tool.goexperiment:
+        # Upstream's release build sets these (trivy imports encoding/json/v2, which
+        # exists only under GOEXPERIMENT=jsonv2 in Go 1.25-1.26).
+        env["GOEXPERIMENT"] = ",".join(tool.goexperiment)
     env.update(
         {
             "GOBIN": str(gobin),
@@ -351,6 +355,8 @@ def recipe_of(tool: GoTool) -> dict[str, Any]:
         recipe["binary"] = tool.binary
     if tool.tags:
         recipe["tags"] = list(tool.tags)
+    if tool.goexperiment:
+        recipe["goexperiment"] = list(tool.goexperiment)
     if tool.main_source:
         # An edit of our main.go must rebuild, though the file name stays the same.
         recipe["main_source"] = {

@@ -37,6 +37,8 @@ class GoTool:
     binary: str = field(default="")
     # Build tags upstream's release build sets (e.g. the Pulumi CLI's `osusergo`).
     tags: tuple[str, ...] = ()
+    # GOEXPERIMENT values upstream's release build sets (trivy: `jsonv2`).
+    goexperiment: tuple[str, ...] = ()
     # A `main` package of our own instead of `package`'s: the name of a Go source file in
     # `starling/toolchain/mains/`, written into the wrapper module's root and built there.
     # For tools whose upstream main cannot build from the module zip (the Pulumi
@@ -170,6 +172,11 @@ KUBERNETES_PROVIDER_VERSION = "v4.0.0-20260115033456-f47bc2d6f199"
 # prerelease, with the commit as build metadata.
 KUBERNETES_PROVIDER_REPORTED = "4.25.0-alpha.0+f47bc2d6f199"
 
+# Trivy, for its misconfiguration scan (`trivy config`) of what the program and chart
+# render (docs/security-scan.md). Its built-in checks are compiled in from the
+# trivy-checks module, so a scan with `--skip-check-update` needs no network.
+TRIVY_VERSION = "v0.74.0"
+
 TOOLS: tuple[GoTool, ...] = (
     GoTool(
         name="helm",
@@ -255,6 +262,19 @@ TOOLS: tuple[GoTool, ...] = (
         ldflags=(
             "-s -w -X github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version="
             + KUBERNETES_PROVIDER_REPORTED
+        ),
+    ),
+    GoTool(
+        name="trivy",
+        module="github.com/aquasecurity/trivy",
+        package="github.com/aquasecurity/trivy/cmd/trivy",
+        version=TRIVY_VERSION,
+        # Trivy imports encoding/json/v2, which Go 1.26 builds only under this experiment.
+        goexperiment=("jsonv2",),
+        # As upstream's goreleaser.yml: `trivy --version` reads app.ver.
+        ldflags=(
+            "-s -w -X github.com/aquasecurity/trivy/pkg/version/app.ver="
+            + TRIVY_VERSION.removeprefix("v")
         ),
     ),
 )
