@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import re
 import types
 import typing
 from collections.abc import Iterator
@@ -36,6 +35,13 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from starling.topics import Replication
+from starling_infra.k8s_values import (
+    Floor,
+    check_label_key,
+    check_storage_class,
+    parse_image,
+)
 from starling_infra.meta import REPO_ROOT
 
 PROJECT = "starling"
@@ -54,25 +60,61 @@ class StarlingConfigError(pulumi.RunError):
 
 # --- value types --------------------------------------------------------------------------
 
-Quantity = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True,
-        pattern=r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$",
-    ),
-]
-"""A Kubernetes resource quantity such as `512Mi`, `2Gi` or `250m`."""
+# Kubernetes resource quantities (`512Mi`, `2Gi`, `250m`, `1e9`), each with the smallest
+# value that can actually run; the reason is part of the error message.
+_KAFKA_DISK = Floor(
+    "1Gi",
+    "Kafka writes its logs in segments of 1GiB by default (log.segment.bytes, and "
+    "metadata.log.segment.bytes for the KRaft log), so a smaller volume fills before the first "
+    "segment can roll or be deleted",
+)
+BROKER_MEMORY = Floor(
+    "1Gi",
+    "Strimzi gives the broker JVM a heap of about half the container limit; below 1Gi the heap "
+    "cannot hold the TLS/SCRAM listener, the metadata image and the fetch buffers of the "
+    "catalog's partitions, and the broker dies of OutOfMemoryError or is OOM-killed",
+)
+CONTROLLER_MEMORY = Floor(
+    "512Mi",
+    "a KRaft controller keeps the whole metadata image in its JVM heap (about half the limit) "
+    "next to the JVM's own overhead of some 200MiB",
+)
+_JVM_CPU = Floor(
+    "100m",
+    "below a tenth of a core the JVM takes minutes to start and misses the startup and "
+    "liveness probes Strimzi sets, so the pod restarts forever",
+)
+STORE_MEMORY = Floor(
+    "64Mi",
+    "Valkey itself takes some 10MiB and forks for every snapshot; below 64MiB the first keys "
+    "already hit the memory limit",
+)
+_STORE_CPU = Floor(
+    "50m", "the store answers every service request; below 50m it is throttled into timeouts"
+)
+_STORE_DISK = Floor("256Mi", "the volume holds the store's snapshot and append-only file")
+_DATABASE_DISK = Floor(
+    "1Gi",
+    "PostgreSQL's own files, write-ahead log (1GiB by default, max_wal_size) and Airflow's "
+    "metadata need at least that",
+)
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_REPOSITORY = re.compile(r"^[a-z0-9]([a-z0-9._/:-]*[a-z0-9])?$")
+KafkaDisk = Annotated[str, AfterValidator(_KAFKA_DISK.check)]
+BrokerMemory = Annotated[str, AfterValidator(BROKER_MEMORY.check)]
+ControllerMemory = Annotated[str, AfterValidator(CONTROLLER_MEMORY.check)]
+JvmCpu = Annotated[str, AfterValidator(_JVM_CPU.check)]
+StoreMemory = Annotated[str, AfterValidator(STORE_MEMORY.check)]
+StoreCpu = Annotated[str, AfterValidator(_STORE_CPU.check)]
+StoreDisk = Annotated[str, AfterValidator(_STORE_DISK.check)]
+DatabaseDisk = Annotated[str, AfterValidator(_DATABASE_DISK.check)]
+StorageClassName = Annotated[
+    str, StringConstraints(strip_whitespace=True), AfterValidator(check_storage_class)
+]
+LabelKey = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(check_label_key)]
 
 
 def _check_image(ref: str) -> str:
-    repository, _, tag = ref.rpartition(":")
-    if not repository or "/" in tag or not _TAG.match(tag) or not _REPOSITORY.match(repository):
-        raise ValueError(f"expected an image reference 'repository:tag', got {ref!r}")
-    if tag == "latest":
-        raise ValueError(f"pin a version tag instead of 'latest' in {ref!r}")
+    parse_image(ref)
     return ref
 
 
@@ -136,9 +178,14 @@ KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 def split_image(ref: str) -> tuple[str, str]:
-    """`repo/name:tag` -> (`repo/name`, `tag`); refs are validated to have a tag."""
-    repository, _, tag = ref.rpartition(":")
-    return repository, tag
+    """`repo/name:tag` -> (`repo/name`, `tag`), for charts that compose `repository:tag`.
+
+    A digest stays with the tag (`tag@sha256:...`), so the composed reference is still
+    pinned; the config refuses digest-only refs for the images that go through a chart."""
+    image = parse_image(ref)
+    if image.tag is None:
+        raise ValueError(f"{ref!r} has no tag; a chart needs 'repository:tag[@sha256:...]'")
+    return image.repository, image.tag + (f"@{image.digest}" if image.digest else "")
 
 
 # --- the model ----------------------------------------------------------------------------
@@ -203,7 +250,10 @@ class KafkaConfig(_Section):
     min_insync_replicas: int | None = Field(
         default=None,
         ge=1,
-        description="Cluster-wide min.insync.replicas; unset means max(1, min(2, RF - 1)).",
+        description="min.insync.replicas of the cluster, every catalog topic and the "
+        "transaction-state log; unset means max(1, min(2, RF - 1)). With 2 or more brokers it "
+        "must be at most RF - 1, so a rolling restart (one broker down) never fails acks=all "
+        "writes or offset commits.",
     )
     default_partitions: int = Field(
         default=3,
@@ -216,14 +266,26 @@ class KafkaConfig(_Section):
         description="Broker and controller log storage: `ephemeral` (emptyDir, lost with the "
         "pod) or `persistent` (a PersistentVolumeClaim per node).",
     )
-    storage_size: Quantity = Field(
-        default="10Gi", description="Volume size per node (the emptyDir size limit when ephemeral)."
+    storage_size: KafkaDisk = Field(
+        default="10Gi",
+        description="Volume size per broker (the emptyDir size limit when ephemeral); at "
+        "least 1Gi.",
     )
-    storage_class: str | None = Field(
+    storage_class: StorageClassName | None = Field(
         default=None,
         description="StorageClass of persistent volumes; unset uses the cluster default.",
     )
-    rack_topology_key: str | None = Field(
+    controller_storage_size: KafkaDisk = Field(
+        default="5Gi",
+        description="Volume size per dedicated controller (KRaft metadata only, a few GiB); "
+        "at least 1Gi. Dual-role nodes use `kafka.storageSize`.",
+    )
+    controller_storage_class: StorageClassName | None = Field(
+        default=None,
+        description="StorageClass of the controllers' persistent volumes; unset uses "
+        "`kafka.storageClass`.",
+    )
+    rack_topology_key: LabelKey | None = Field(
         default=None,
         description="Node label that names a failure domain, e.g. "
         "`topology.kubernetes.io/zone`; set it to spread replicas across zones.",
@@ -243,15 +305,16 @@ class KafkaConfig(_Section):
         description="Let `pulumi up` wait until Strimzi reports the Kafka cluster, topics and "
         "users Ready. Off only where no operator reconciles.",
     )
-    broker_memory: Quantity = Field(
-        default="2Gi", description="Memory request and limit per broker."
+    broker_memory: BrokerMemory = Field(
+        default="2Gi", description="Memory request and limit per broker; at least 1Gi."
     )
-    broker_cpu: Quantity = Field(default="500m", description="CPU request per broker.")
-    controller_memory: Quantity = Field(
-        default="1Gi", description="Memory request and limit per dedicated controller."
+    broker_cpu: JvmCpu = Field(default="500m", description="CPU request per broker; at least 100m.")
+    controller_memory: ControllerMemory = Field(
+        default="1Gi",
+        description="Memory request and limit per dedicated controller; at least 512Mi.",
     )
-    controller_cpu: Quantity = Field(
-        default="250m", description="CPU request per dedicated controller."
+    controller_cpu: JvmCpu = Field(
+        default="250m", description="CPU request per dedicated controller; at least 100m."
     )
 
     @property
@@ -259,19 +322,29 @@ class KafkaConfig(_Section):
         return self.controllers == 0
 
     @property
+    def replication(self) -> Replication:
+        """The one replication setting: the Kafka resource's defaults, its internal topics
+        and every catalog topic all take it from here."""
+        return Replication.for_brokers(
+            self.brokers, self.replication_factor, self.min_insync_replicas
+        )
+
+    @property
     def effective_replication_factor(self) -> int:
-        return self.replication_factor or min(3, self.brokers)
+        return self.replication.factor
 
     @property
     def effective_min_insync_replicas(self) -> int:
-        if self.min_insync_replicas is not None:
-            return self.min_insync_replicas
-        return max(1, min(2, self.effective_replication_factor - 1))
+        return self.replication.min_insync
 
     @model_validator(mode="after")
     def _replication_fits_the_cluster(self) -> Self:
-        rf = self.effective_replication_factor
-        min_isr = self.effective_min_insync_replicas
+        rf = self.replication_factor or min(3, self.brokers)
+        min_isr = (
+            self.min_insync_replicas
+            if self.min_insync_replicas is not None
+            else max(1, min(2, rf - 1))
+        )
         if rf > self.brokers:
             raise ValueError(
                 f"starling:kafka.replicationFactor ({rf}) must not exceed "
@@ -282,6 +355,21 @@ class KafkaConfig(_Section):
                 f"starling:kafka.replicationFactor ({rf}) must be >= "
                 f"starling:kafka.minInsyncReplicas ({min_isr}), or no write could ever succeed"
             )
+        if self.brokers >= 2 and rf < 2:
+            raise ValueError(
+                f"starling:kafka.replicationFactor is 1 with {self.brokers} brokers: each "
+                "partition then lives on one broker and goes offline whenever that broker "
+                "restarts (every rolling restart); use 2 or more (3 recommended), or unset it"
+            )
+        if self.brokers >= 2 and min_isr > rf - 1:
+            raise ValueError(
+                f"starling:kafka.minInsyncReplicas ({min_isr}) must be at most "
+                f"starling:kafka.replicationFactor - 1 ({rf - 1}) with {self.brokers} brokers: "
+                "a rolling restart takes one broker down; with min ISR == RF every acks=all "
+                "write and offset commit fails meanwhile and Strimzi cannot roll (the value is "
+                "also the transaction-state log's min ISR). Set it to "
+                f"{max(1, min(2, rf - 1))}, or unset it"
+            )
         if self.controllers and self.controllers % 2 == 0:
             raise ValueError(
                 f"starling:kafka.controllers must be 0 (dual-role brokers) or odd "
@@ -291,17 +379,19 @@ class KafkaConfig(_Section):
 
 
 class StoreConfig(_Section):
-    persistence_size: Quantity | None = Field(
+    persistence_size: StoreDisk | None = Field(
         default=None,
         description="Size of the store's PersistentVolumeClaim; unset keeps data in an "
-        "emptyDir (lost when the pod goes).",
+        "emptyDir (lost when the pod goes). At least 256Mi.",
     )
-    storage_class: str | None = Field(
+    storage_class: StorageClassName | None = Field(
         default=None,
         description="StorageClass of the store's volume; unset uses the cluster default.",
     )
-    memory: Quantity = Field(default="256Mi", description="Memory request and limit of the store.")
-    cpu: Quantity = Field(default="100m", description="CPU request of the store.")
+    memory: StoreMemory = Field(
+        default="256Mi", description="Memory request and limit of the store; at least 64Mi."
+    )
+    cpu: StoreCpu = Field(default="100m", description="CPU request of the store; at least 50m.")
 
 
 class AirflowConfig(_Section):
@@ -326,12 +416,12 @@ class AirflowConfig(_Section):
         default="dags",
         description="Folder of the repository that holds the DAGs (`dags: gitSync`).",
     )
-    database_size: Quantity | None = Field(
+    database_size: DatabaseDisk | None = Field(
         default=None,
         description="Size of the metadata database's PersistentVolumeClaim; unset keeps it "
-        "in an emptyDir (dev only: Airflow state is lost with the pod).",
+        "in an emptyDir (dev only: Airflow state is lost with the pod). At least 1Gi.",
     )
-    storage_class: str | None = Field(
+    storage_class: StorageClassName | None = Field(
         default=None, description="StorageClass of the database volume; unset uses the default."
     )
 
@@ -490,21 +580,53 @@ class GatewayConfig(_Section):
 
 
 class ImagesConfig(_Section):
+    """Image references: `repository:tag`, `repository:tag@sha256:<digest>` or (store and
+    database) `repository@sha256:<digest>`. A prod stack warns about each ref without a
+    digest (docs/platform.md, "Images")."""
+
     services: ImageRef = Field(
-        default="starling/services:0.1.0", description="Image of the stream services and gateway."
+        default="starling/services:0.1.0",
+        description="Image of the stream services and gateway (`repository:tag`, optionally "
+        "`@sha256:<digest>`).",
     )
     airflow: ImageRef = Field(
         default="starling/airflow:0.1.0",
-        description="Airflow image (apache/airflow 3.3.2 + Kafka provider + our operators).",
+        description="Airflow image (apache/airflow 3.3.2 + Kafka provider + our operators; "
+        "`repository:tag`, optionally `@sha256:<digest>`).",
     )
-    valkey: ImageRef = Field(default="valkey/valkey:9.0.0", description="Image of the store.")
+    valkey: ImageRef = Field(
+        default="valkey/valkey:9.0.0",
+        description="Image of the store (tag, digest or `tag@digest`).",
+    )
     postgres: ImageRef = Field(
-        default="postgres:17.6", description="Image of Airflow's metadata database."
+        default="postgres:17.6",
+        description="Image of Airflow's metadata database (tag, digest or `tag@digest`).",
     )
     pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
         default="IfNotPresent",
         description="Pull policy of our images (IfNotPresent suits `kind load docker-image`).",
     )
+
+    @model_validator(mode="after")
+    def _charts_need_a_tag(self) -> Self:
+        # Both charts compose `repository:tag`; a digest rides along with the tag.
+        for key, ref in (("services", self.services), ("airflow", self.airflow)):
+            if parse_image(ref).tag is None:
+                raise ValueError(
+                    f"starling:images.{key} {ref!r} has a digest but no tag; its Helm chart "
+                    "needs one: use 'repository:tag@sha256:<64 hex>'"
+                )
+        return self
+
+    def unpinned(self) -> list[tuple[str, str]]:
+        """(key, ref) of every image named by a tag only."""
+        refs = (
+            ("services", self.services),
+            ("airflow", self.airflow),
+            ("valkey", self.valkey),
+            ("postgres", self.postgres),
+        )
+        return [(key, ref) for key, ref in refs if not parse_image(ref).pinned]
 
 
 class StackConfig(_Section):
@@ -606,6 +728,19 @@ class StackConfig(_Section):
         """The built-in issuer's URL as clients see it (the default suits kind)."""
         return self.identity.public_url or DEV_IDENTITY_URL
 
+    def warnings(self) -> list[str]:
+        """Settings that are allowed but that a person should hear about at every run."""
+        found = []
+        if self.environment == "prod":
+            for key, ref in self.images.unpinned():
+                found.append(
+                    f"starling:images.{key} {ref!r} is not pinned by digest: the tag can be "
+                    "pushed again and nodes would run different images; pin it as "
+                    "'repository:tag@sha256:<digest>' (crane digest <ref>, or docker inspect "
+                    "--format '{{index .RepoDigests 0}}' <ref>)"
+                )
+        return found
+
     def secret_seed_output(self) -> pulumi.Output[str]:
         """The seed as a Pulumi secret, the only form the rest of the program sees."""
         return pulumi.Output.secret(self.secret_seed.get_secret_value())
@@ -696,9 +831,12 @@ def load_stack_config() -> StackConfig:
             f"  {SEED_COMMAND}"
         )
     try:
-        return StackConfig.model_validate(_nest(raw))
+        config = StackConfig.model_validate(_nest(raw))
     except ValidationError as error:
         raise StarlingConfigError(describe_errors(error)) from None
+    for warning in config.warnings():
+        pulumi.log.warn(warning)
+    return config
 
 
 def _key_name(loc: tuple[str | int, ...]) -> str:

@@ -44,6 +44,11 @@ def deployed_principals(settings: KafkaConfig) -> tuple[Principal, ...]:
     )
 
 
+def catalog_for(settings: KafkaConfig) -> TopicCatalog:
+    """The catalog as this cluster holds it, replicated as `settings.replication` says."""
+    return CATALOG.for_cluster(settings.brokers, settings.replication)
+
+
 def _wait_annotations(settings: KafkaConfig) -> dict[str, str]:
     if not settings.wait_for_ready:
         return {}
@@ -53,17 +58,30 @@ def _wait_annotations(settings: KafkaConfig) -> dict[str, str]:
     }
 
 
-def _storage(settings: KafkaConfig) -> dict[str, Any]:
+def _storage(settings: KafkaConfig, size: str, storage_class: str | None) -> dict[str, Any]:
     # JBOD with one volume that also holds the KRaft metadata log: the layout Strimzi
     # recommends, and the one that lets a second data volume be added later without a move.
     volume: dict[str, Any] = {"id": 0, "kraftMetadata": "shared"}
     if settings.storage_type == "ephemeral":
-        volume |= {"type": "ephemeral", "sizeLimit": settings.storage_size}
+        volume |= {"type": "ephemeral", "sizeLimit": size}
     else:
-        volume |= {"type": "persistent-claim", "size": settings.storage_size, "deleteClaim": False}
-        if settings.storage_class:
-            volume["class"] = settings.storage_class
+        volume |= {"type": "persistent-claim", "size": size, "deleteClaim": False}
+        if storage_class:
+            volume["class"] = storage_class
     return {"type": "jbod", "volumes": [volume]}
+
+
+def broker_storage(settings: KafkaConfig) -> dict[str, Any]:
+    return _storage(settings, settings.storage_size, settings.storage_class)
+
+
+def controller_storage(settings: KafkaConfig) -> dict[str, Any]:
+    """Dedicated controllers hold only the KRaft metadata log: a few GiB, not a broker's disk."""
+    return _storage(
+        settings,
+        settings.controller_storage_size,
+        settings.controller_storage_class or settings.storage_class,
+    )
 
 
 def _resources(memory: str, cpu: str) -> dict[str, Any]:
@@ -74,7 +92,7 @@ def _resources(memory: str, cpu: str) -> dict[str, Any]:
 
 def node_pool_specs(settings: KafkaConfig) -> dict[str, dict[str, Any]]:
     """Pool name -> KafkaNodePool spec. One dual-role pool, or controllers + brokers."""
-    storage = _storage(settings)
+    storage = broker_storage(settings)
     broker_resources = _resources(settings.broker_memory, settings.broker_cpu)
     if settings.dual_role:
         return {
@@ -89,7 +107,7 @@ def node_pool_specs(settings: KafkaConfig) -> dict[str, dict[str, Any]]:
         "controller": {
             "replicas": settings.controllers,
             "roles": ["controller"],
-            "storage": storage,
+            "storage": controller_storage(settings),
             "resources": _resources(settings.controller_memory, settings.controller_cpu),
         },
         "broker": {
@@ -102,8 +120,8 @@ def node_pool_specs(settings: KafkaConfig) -> dict[str, dict[str, Any]]:
 
 
 def broker_config(settings: KafkaConfig) -> dict[str, Any]:
-    rf = settings.effective_replication_factor
-    min_isr = settings.effective_min_insync_replicas
+    replication = settings.replication
+    rf, min_isr = replication.factor, replication.min_insync
     config: dict[str, Any] = {
         "default.replication.factor": rf,
         "min.insync.replicas": min_isr,
@@ -280,8 +298,8 @@ class KafkaCluster(pulumi.ComponentResource):
             depends_on=[metrics],
         )
 
-        # for_cluster caps replication to what the cluster can hold (RF 1 on one broker).
-        catalog = CATALOG.for_cluster(settings.brokers)
+        # Every topic takes the replication the Kafka resource's defaults use: one value.
+        catalog = catalog_for(settings)
         self.topics = {
             topic.name: self._custom_resource(
                 f"{name}-topic-{topic.name}",

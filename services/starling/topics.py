@@ -2,8 +2,9 @@
 
 The Pulumi program turns it into `KafkaTopic` resources, the local broker creates it,
 services take their topic names from it and `docs/topics.md` is generated from it.
-Replication is decided per cluster (`for_cluster`) so the same catalog serves a one-node
-dev cluster and a three-broker production one.
+Replication is decided per cluster (`for_cluster`, from one `Replication` value) so the same
+catalog serves a one-node dev cluster and a three-broker production one, and the Kafka
+resource's defaults and every topic's settings cannot disagree.
 """
 
 from __future__ import annotations
@@ -28,6 +29,40 @@ from starling.events.schemas import (
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 DLQ_SUFFIX = ".dlq"
+# Kafka's own spelling of "keep forever" for retention.ms.
+RETAIN_FOREVER = -1
+
+
+@dataclass(frozen=True)
+class Replication:
+    """How a cluster replicates: `default.replication.factor`/`min.insync.replicas` on the
+    Kafka resource and `replicas`/`min.insync.replicas` of every catalog topic."""
+
+    factor: int
+    min_insync: int
+
+    def __post_init__(self) -> None:
+        if self.factor < 1:
+            raise ValueError(f"replication factor must be >= 1, got {self.factor}")
+        if not 1 <= self.min_insync <= self.factor:
+            raise ValueError(
+                f"min in-sync replicas must be in 1..{self.factor} (the replication factor), "
+                f"got {self.min_insync}"
+            )
+
+    @classmethod
+    def for_brokers(
+        cls, brokers: int, factor: int | None = None, min_insync: int | None = None
+    ) -> Replication:
+        """RF min(3, brokers) and min ISR one below it (at least 1) unless given: one broker
+        may always be down (a rolling restart) without failing acks=all writes."""
+        if brokers < 1:
+            raise ValueError(f"brokers must be >= 1, got {brokers}")
+        rf = factor if factor is not None else min(3, brokers)
+        return cls(rf, min_insync if min_insync is not None else max(1, min(2, rf - 1)))
+
+    def tolerates_one_broker_loss(self) -> bool:
+        return self.factor >= 2 and self.min_insync <= self.factor - 1
 
 
 class CleanupPolicy(enum.StrEnum):
@@ -37,8 +72,9 @@ class CleanupPolicy(enum.StrEnum):
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """One logical topic. `replicas`/`min_insync_replicas` are the production targets;
-    `for_cluster` caps them to what a smaller cluster can hold."""
+    """One logical topic. `replicas`/`min_insync_replicas` are the production targets
+    (`Replication.for_brokers(3)`); `for_cluster` replaces them with the cluster's
+    replication, which is what a deployed topic gets."""
 
     name: str
     description: str
@@ -55,8 +91,27 @@ class TopicSpec:
     extra_config: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        if isinstance(self.partitions, bool) or not isinstance(self.partitions, int):
+            raise ValueError(
+                f"topic {self.name}: partitions must be a whole number, got {self.partitions!r}"
+            )
         if self.partitions < 1:
             raise ValueError(f"topic {self.name}: partitions must be >= 1, got {self.partitions}")
+        for label, value in (
+            ("retention_ms", self.retention_ms),
+            ("dlq_retention_ms", self.dlq_retention_ms),
+        ):
+            # 0 would delete every record as soon as it is written; other negatives mean
+            # nothing to Kafka. -1 is Kafka's "keep forever".
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"topic {self.name}: {label} must be whole milliseconds")
+            if value < 1 and value != RETAIN_FOREVER:
+                raise ValueError(
+                    f"topic {self.name}: {label} must be a positive number of milliseconds, "
+                    f"or {RETAIN_FOREVER} to keep records forever; got {value}"
+                )
+        if self.replicas < 1:
+            raise ValueError(f"topic {self.name}: replicas must be >= 1, got {self.replicas}")
         if not 1 <= self.min_insync_replicas <= self.replicas:
             raise ValueError(
                 f"topic {self.name}: min_insync_replicas must be in 1..replicas ({self.replicas}),"
@@ -132,17 +187,22 @@ class TopicCatalog:
             raise LookupError(f"{event_type.__name__} is carried by {len(homes)} topics, not 1")
         return homes[0]
 
-    def for_cluster(self, brokers: int) -> TopicCatalog:
-        """The catalog with replication capped to a cluster of `brokers` brokers: RF is
-        min(target, brokers) and min ISR keeps one replica of slack where it can."""
-        if brokers < 1:
-            raise ValueError(f"brokers must be >= 1, got {brokers}")
-        scaled = []
-        for spec in self.topics:
-            replicas = min(spec.replicas, brokers)
-            min_isr = max(1, min(spec.min_insync_replicas, replicas - 1))
-            scaled.append(replace(spec, replicas=replicas, min_insync_replicas=min_isr))
-        return TopicCatalog(tuple(scaled))
+    def for_cluster(self, brokers: int, replication: Replication | None = None) -> TopicCatalog:
+        """The catalog as a cluster of `brokers` brokers holds it: every topic takes the
+        cluster's `replication` (by default `Replication.for_brokers(brokers)`, what the Kafka
+        resource gets when the stack sets nothing), so per-topic and cluster-wide settings
+        come from one value."""
+        chosen = replication or Replication.for_brokers(brokers)
+        if chosen.factor > brokers:
+            raise ValueError(
+                f"replication factor {chosen.factor} exceeds the cluster's {brokers} broker(s)"
+            )
+        return TopicCatalog(
+            tuple(
+                replace(spec, replicas=chosen.factor, min_insync_replicas=chosen.min_insync)
+                for spec in self.topics
+            )
+        )
 
 
 LOGINS = "user.logins"
