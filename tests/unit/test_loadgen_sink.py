@@ -119,10 +119,12 @@ def test_send_events_paces_and_reports_progress() -> None:
     lines = progress.getvalue().splitlines()
     assert len(lines) == 2 and "target 1,000/s" in lines[0]
     assert sink.flushed and sink.closed
-    for topic, key, payload in sink.sent:
+    for topic, key, payload, timestamp in sink.sent:
         event = decode(payload)
         assert topic == TopicRouter().topic_for(event)
         assert key == event.partition_key()
+        # The Kafka sink stamps this as the record timestamp: the event's own time.
+        assert timestamp == int(event.event_time.timestamp() * 1000)
 
 
 def test_send_events_stops_after_the_duration() -> None:
@@ -203,4 +205,4 @@ def test_encode_batches_keeps_order_and_batch_size() -> None:
     batches = list(encode_batches(iter(events), TopicRouter(), batch_size=1000))
     assert [len(batch) for batch in batches] == [1000, 1000, 500]
     flat = [record for batch in batches for record in batch]
-    assert [payload for _, _, payload in flat] == [encode(event) for event in events]
+    assert [payload for _, _, payload, _ in flat] == [encode(event) for event in events]

@@ -66,7 +66,7 @@ def mention_candidates(redis_server: RedisServer, output: Path) -> list[Notifica
     finally:
         handler.close()
     found: list[Notification] = []
-    for topic, _key, value in outbox.messages:
+    for topic, _key, value, _timestamp in outbox.messages:
         if topic == "notifications":
             event: Any = decode(value)
             if event.kind is NotificationKind.MENTION:

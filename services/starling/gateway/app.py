@@ -74,7 +74,14 @@ from starling.gateway.metrics import GatewayMetrics
 from starling.gateway.page import ASSETS, Page
 from starling.gateway.settings import GatewaySettings
 from starling.gateway.timeline import VisibleTimeline
-from starling.runtime.config import RuntimeSettings
+from starling.runtime.config import RuntimeSettings, load_settings
+from starling.runtime.eventtime import (
+    EVENT_TIME_FIELD,
+    FUTURE_REASON,
+    EventTimeBound,
+    EventTimeSettings,
+    timestamp_ms,
+)
 from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
@@ -205,9 +212,13 @@ class Gateway:
         settings: GatewaySettings,
         *,
         producer_overrides: dict[str, Any] | None = None,
+        event_time: EventTimeSettings | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = settings
+        self.event_time_bound = EventTimeBound(
+            (event_time or load_settings(EventTimeSettings)).event_time_skew_s
+        )
         self.metrics = GatewayMetrics()
         self.store: redis.Redis = connect(**runtime.redis_kwargs())
         self.producer = AckingProducer(
@@ -512,7 +523,9 @@ class Gateway:
         topic = self.topics[type(event)]
         try:
             # Re-encoded: what reaches the topic is exactly the schema, no unknown extras.
-            delivery = await self.producer.send(topic, event.partition_key(), encode(event))
+            delivery = await self.producer.send(
+                topic, event.partition_key(), encode(event), timestamp_ms(event.event_time)
+            )
         except NotAcknowledgedError as error:
             self.metrics.rejected.labels("not_acknowledged").inc()
             raise GatewayError(
@@ -543,7 +556,7 @@ class Gateway:
             )
         body = await self._read_body(request)
         try:
-            return decode_as(body, ClientEvent)  # type: ignore[arg-type]
+            event: TweetCreated | UserInteraction = decode_as(body, ClientEvent)  # type: ignore[arg-type]
         except EventError as error:
             if error.kind is EventErrorKind.WRONG_TYPE and _tag_of(body) == LOGIN_TAG:
                 raise GatewayError(
@@ -554,6 +567,16 @@ class Gateway:
                     "$.type",
                 ) from None
             raise event_error(error) from None
+        # A client's clock far ahead would move every event-time clock downstream.
+        if self.event_time_bound.too_far_ahead(event.event_time.timestamp()):
+            raise GatewayError(
+                422,
+                FUTURE_REASON,
+                self.event_time_bound.describe(event.event_time),
+                EVENT_TIME_FIELD,
+                reason=FUTURE_REASON,
+            )
+        return event
 
     async def _refuse_if_blocked(self, event: TweetCreated | UserInteraction) -> None:
         """A user the target blocked may not like, retweet, quote, reply to or follow

@@ -10,7 +10,7 @@ import uvicorn
 from starling.gateway.app import Gateway
 from starling.gateway.settings import GatewaySettings
 from starling.runtime.config import RuntimeSettings
-from starling.web.server import ServiceServer, serve, uvicorn_config
+from starling.web.server import ServiceServer, bind_http, serve, uvicorn_config
 
 
 class GatewayServer(ServiceServer):
@@ -37,6 +37,20 @@ def build_server(
 
 
 def run_gateway(runtime: RuntimeSettings, settings: GatewaySettings) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server did not start."""
-    server = build_server(runtime, settings)
-    return serve("gateway", server, runtime, server.gateway.metrics.registry, server.gateway.health)
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server did not start;
+    ConfigError if a port is taken."""
+    # Bound before the gateway builds its clients: a taken port is then one line.
+    listener = bind_http(settings.http_host, settings.http_port)
+    try:
+        server = build_server(runtime, settings)
+    except BaseException:
+        listener.close()
+        raise
+    return serve(
+        "gateway",
+        server,
+        runtime,
+        server.gateway.metrics.registry,
+        server.gateway.health,
+        listener=listener,
+    )

@@ -80,8 +80,9 @@ class DeliveryStats:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-# (topic, key, payload): an encoded event ready for a sink.
-Record = tuple[str, bytes, bytes]
+# (topic, key, payload, event time in ms): an encoded event ready for a sink; the Kafka
+# sink stamps the record timestamp with the event time (the interval DAGs select by it).
+Record = tuple[str, bytes, bytes, int]
 
 
 def encode_batches(
@@ -92,7 +93,14 @@ def encode_batches(
     batch: list[Record] = []
     append = batch.append
     for event in events:
-        append((topic_of[type(event)], event.partition_key(), encode(event)))
+        append(
+            (
+                topic_of[type(event)],
+                event.partition_key(),
+                encode(event),
+                int(event.event_time.timestamp() * 1000),
+            )
+        )
         if len(batch) >= batch_size:
             yield batch
             batch = []
@@ -219,18 +227,20 @@ class KafkaSink:
     def send_batch(self, records: Sequence[Record]) -> None:
         # As lean as a hand-written produce loop: this runs once per event.
         produce = self._produce
-        for topic, key, payload in records:
+        for topic, key, payload, timestamp in records:
             try:
-                produce(topic, payload, key)
+                produce(topic, payload, key, timestamp=timestamp)
             except BufferError:
-                self._produce_when_there_is_room(topic, key, payload)
+                self._produce_when_there_is_room(topic, key, payload, timestamp)
         self.stats.sent += len(records)
 
-    def _produce_when_there_is_room(self, topic: str, key: bytes, payload: bytes) -> None:
+    def _produce_when_there_is_room(
+        self, topic: str, key: bytes, payload: bytes, timestamp: int
+    ) -> None:
         while True:
             self.poll(0.05)  # the local queue is full: let the client make room
             try:
-                self._produce(topic, payload, key)
+                self._produce(topic, payload, key, timestamp=timestamp)
                 return
             except BufferError:
                 continue
@@ -296,7 +306,7 @@ class FileSink:
 
     def send_batch(self, records: Sequence[Record]) -> None:
         lines = []
-        for topic, key, payload in records:
+        for topic, key, payload, _timestamp in records:
             prefix = self._prefixes.get(topic)
             if prefix is None:
                 prefix = self._prefixes[topic] = b'{"topic":' + _json.encode(topic)

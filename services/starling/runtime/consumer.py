@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -100,6 +101,16 @@ class ConsumerRuntime:
         # Liveness allows a full retry budget: waiting out an outage is not a hang.
         self.health = HealthState(stall_after_s=settings.starling_retry_budget_s + 30.0)
         self.health.store_check = handler.store_ready
+        register = getattr(handler, "register_metrics", None)
+        if register is not None:  # a Handler not built on BaseHandler may lack it
+            register(self.metrics.registry)
+        # Bound first: a taken port is a configuration error (ConfigError), reported
+        # before any Kafka client exists to add its own noise.
+        self._metrics_server = (
+            MetricsServer(settings.metrics_port, self.metrics.registry, self.health)
+            if serve_metrics
+            else None
+        )
         self._stop = threading.Event()
         self._input_types = dict(handler.input_types)
         # bytes as the input type: the handler takes payloads undecoded (pass-through).
@@ -130,11 +141,6 @@ class ConsumerRuntime:
                 "error_cb": self._on_client_error,
                 **(producer_overrides or {}),
             }
-        )
-        self._metrics_server = (
-            MetricsServer(settings.metrics_port, self.metrics.registry, self.health)
-            if serve_metrics
-            else None
         )
         self._fatal: str | None = None
 
@@ -368,8 +374,8 @@ class ConsumerRuntime:
     def _publish(self, outbox: Outbox) -> None:
         """Produce outputs and dead letters, then wait until the brokers acknowledged all
         of them; failed deliveries are produced again within the retry budget."""
-        pending: list[tuple[str, bytes | None, bytes, Any]] = [
-            (topic, key, value, None) for topic, key, value in outbox.messages
+        pending: list[_Pending] = [
+            (topic, key, value, None, timestamp) for topic, key, value, timestamp in outbox.messages
         ]
         pending.extend(self._dead_letter_message(letter) for letter in outbox.dead_letters)
         if pending:
@@ -377,9 +383,7 @@ class ConsumerRuntime:
         for callback in outbox.after_publish:
             self._with_retries(functools.partial(_run_callback, callback))
 
-    def _produce_and_confirm(
-        self, outbox: Outbox, pending: list[tuple[str, bytes | None, bytes, Any]]
-    ) -> None:
+    def _produce_and_confirm(self, outbox: Outbox, pending: list[_Pending]) -> None:
         self._count_outputs(outbox.messages)
         for letter in outbox.dead_letters:
             topic = letter.message.topic()
@@ -402,17 +406,19 @@ class ConsumerRuntime:
 
         self._with_retries(attempt)
 
-    def _deliver(self, pending: list[tuple[str, bytes | None, bytes, Any]]) -> None:
+    def _deliver(self, pending: list[_Pending]) -> None:
         producer = self._producer
         produce = producer.produce
         self._delivery_failures.clear()
-        for topic, key, value, headers in pending:
+        for topic, key, value, headers, timestamp in pending:
             while True:
                 try:
-                    if headers is None:
+                    if headers is None and timestamp is None:
                         produce(topic, value, key)
-                    else:
+                    elif timestamp is None:
                         produce(topic, value, key, headers=headers)
+                    else:
+                        produce(topic, value, key, headers=headers, timestamp=timestamp)
                     break
                 except BufferError:
                     producer.poll(0.05)  # the local queue is full: let it drain
@@ -423,7 +429,13 @@ class ConsumerRuntime:
                 break
         if len(producer) > 0 or self._delivery_failures:
             failed = [
-                (message.topic(), message.key(), message.value(), message.headers())
+                (
+                    message.topic(),
+                    message.key(),
+                    message.value(),
+                    message.headers(),
+                    _timestamp_of(message),
+                )
                 for _error, message in self._delivery_failures
             ]
             reason = self._delivery_failures[0][0] if self._delivery_failures else "flush gave up"
@@ -431,7 +443,7 @@ class ConsumerRuntime:
             pending[:] = failed
             raise _DeliveryFailedError(f"{len(failed)} message(s) not acknowledged: {reason}")
 
-    def _dead_letter_message(self, letter: DeadLetter) -> tuple[str, bytes | None, bytes, Any]:
+    def _dead_letter_message(self, letter: DeadLetter) -> _Pending:
         message = letter.message
         topic = message.topic()
         headers: list[tuple[str, bytes]] = list(message.headers() or [])
@@ -448,11 +460,18 @@ class ConsumerRuntime:
                 ("starling.failed_at", datetime.now(UTC).isoformat(timespec="milliseconds")),
             )
         )
-        return (topic + DLQ_SUFFIX, message.key(), message.value() or b"", headers)
+        # The original timestamp: a replay of the DLQ lands in the interval it came from.
+        return (
+            topic + DLQ_SUFFIX,
+            message.key(),
+            message.value() or b"",
+            headers,
+            _timestamp_of(message),
+        )
 
     def _count_outputs(self, messages: list[OutputMessage]) -> None:
         counts: dict[str, int] = {}
-        for topic, _key, _value in messages:
+        for topic, _key, _value, _timestamp in messages:
             counts[topic] = counts.get(topic, 0) + 1
         for topic, count in counts.items():
             self.metrics.for_topic(self.metrics.produced, topic).inc(count)
@@ -638,6 +657,15 @@ def _decode_all(decoder: Callable[[bytes], Any], messages: list[Any]) -> list[An
         return list(map(decoder, map(_value_of, messages)))
     except (msgspec.DecodeError, TypeError):  # ValidationError included; TypeError: None
         return None
+
+
+# (topic, key, value, headers or None, timestamp in ms or None)
+_Pending = tuple[str, bytes | None, bytes, Any, int | None]
+
+
+def _timestamp_of(message: Any) -> int | None:
+    kind, timestamp = message.timestamp()
+    return None if kind == TIMESTAMP_NOT_AVAILABLE else int(timestamp)
 
 
 def _first_error(partitions: Iterable[Any]) -> Any:

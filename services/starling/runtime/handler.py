@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
+from prometheus_client import CollectorRegistry
 
 from starling.events.codec import EventErrorKind
 
@@ -55,8 +56,10 @@ class DeadLetter:
     field: str | None
 
 
-# (topic, key, value)
-OutputMessage = tuple[str, bytes | None, bytes]
+# (topic, key, value, record timestamp in ms or None): outputs carry the event time of
+# what they derive from, so consumers selecting by record timestamp (the interval DAGs)
+# see event time, not the moment of a late write.
+OutputMessage = tuple[str, bytes | None, bytes, int | None]
 
 
 @dataclass(slots=True)
@@ -69,8 +72,10 @@ class Outbox:
     # are on the topic); run, with retries, once every message was acknowledged.
     after_publish: list[Callable[[], None]] = field(default_factory=list)
 
-    def emit(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.messages.append((topic, key, value))
+    def emit(
+        self, topic: str, key: bytes | None, value: bytes, timestamp_ms: int | None = None
+    ) -> None:
+        self.messages.append((topic, key, value, timestamp_ms))
 
     def dead_letter(
         self, record: Record | Any, kind: str, reason: str, field: str | None = None
@@ -126,6 +131,10 @@ class BaseHandler:
 
     def store_ready(self) -> bool:
         return True
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        """Add the service's own metrics to the runtime's registry (served on /metrics)."""
+        return None
 
     def close(self) -> None:
         return None

@@ -16,6 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from starling.runtime.config import ConfigError
+
 # Batch latency buckets (seconds): a batch normally takes a few ms; retries take seconds.
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0)
 
@@ -125,12 +127,23 @@ class HealthState:
             return False
 
 
+def port_taken_message(variable: str, port: int, error: OSError) -> str:
+    """One line for a port this process cannot listen on (another service holds it)."""
+    return (
+        f"{variable}={port}: cannot listen on port {port} ({error.strerror or error});"
+        f" another process holds it: set {variable} to a free port (0 picks one)"
+    )
+
+
 class MetricsServer:
     """`/metrics`, `/healthz` (the loop is alive) and `/readyz` on one port, in a thread."""
 
     def __init__(self, port: int, registry: CollectorRegistry, health: HealthState) -> None:
         handler = _make_handler(registry, health)
-        self._server = ThreadingHTTPServer(("0.0.0.0", port), handler)
+        try:
+            self._server = ThreadingHTTPServer(("0.0.0.0", port), handler)
+        except OSError as error:
+            raise ConfigError(port_taken_message("METRICS_PORT", port, error)) from None
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="metrics-http", daemon=True

@@ -1,13 +1,14 @@
 """Ingestion: validate and enrich tweets, fan them out to home timelines, emit
 mention and reply notification candidates.
 
-Per batch: enrich every tweet (a tweet that cannot be cleaned goes to the DLQ), read the
+Per batch: enrich every tweet (a tweet that cannot be cleaned, or whose event time is
+further ahead of the clock than `STARLING_EVENT_TIME_SKEW_S`, goes to the DLQ), read the
 authors' followers and resolve mentioned handles in one store round trip, write the
 fan-out and tweet bodies in a second (pipelined, idempotent), announce the batch's new
 tweets on the store's `live:tweets` channel (one message, for the gateways' live
 timelines), then hand the enriched tweets and notification candidates to the runtime to
 publish. Derived events have ids derived from the source event, so a redelivered tweet
-republishes identical events.
+republishes identical events, and their Kafka timestamp is the tweet's event time.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ from starling.events import (
     encode,
 )
 from starling.runtime.config import RuntimeSettings, load_settings
+from starling.runtime.eventtime import (
+    EVENT_TIME_FIELD,
+    FUTURE_REASON,
+    EventTimeBound,
+    EventTimeSettings,
+    timestamp_ms,
+)
 from starling.runtime.handler import BaseHandler, Outbox, ProcessingError, Record
 from starling.services.common import StoreReadiness, derived_id, store_client
 from starling.services.text import (
@@ -118,8 +126,12 @@ class IngestionHandler(BaseHandler):
         settings: IngestionSettings | None = None,
         *,
         fan_out: bool = True,
+        event_time: EventTimeSettings | None = None,
     ) -> None:
         self.settings = settings or load_settings(IngestionSettings)
+        self.event_time_bound = EventTimeBound(
+            (event_time or load_settings(EventTimeSettings)).event_time_skew_s
+        )
         self.client = client or store_client(runtime_settings)
         self.timelines = TimelineStore(self.client, self.settings.timeline_cap)
         self.enricher = Enricher()
@@ -139,7 +151,17 @@ class IngestionHandler(BaseHandler):
     def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
         enrich = self.enricher.enrich
         tweets: list[TweetEnriched] = []
+        limit = self.event_time_bound.limit()
         for record in records:
+            event_time = record.event.event_time
+            if event_time.timestamp() > limit:
+                outbox.dead_letter(
+                    record,
+                    FUTURE_REASON,
+                    self.event_time_bound.describe(event_time),
+                    EVENT_TIME_FIELD,
+                )
+                continue
             try:
                 tweets.append(enrich(record.event))
             except ProcessingError as error:
@@ -150,11 +172,16 @@ class IngestionHandler(BaseHandler):
         enriched_topic = self._enriched_topic
         notifications_topic = self._notifications_topic
         for tweet in tweets:
-            outbox.emit(enriched_topic, str(tweet.tweet_id).encode(), encode(tweet))
+            # Record timestamp = event time: the interval DAGs select by it.
+            stamp = timestamp_ms(tweet.event_time)
+            outbox.emit(enriched_topic, str(tweet.tweet_id).encode(), encode(tweet), stamp)
             if tweet.reply_to_user_id is not None or tweet.mentions:
                 for candidate in notification_candidates(tweet, mentioned_ids):
                     outbox.emit(
-                        notifications_topic, str(candidate.recipient_id).encode(), encode(candidate)
+                        notifications_topic,
+                        str(candidate.recipient_id).encode(),
+                        encode(candidate),
+                        stamp,
                     )
 
     def _apply_store_effects(self, tweets: list[TweetEnriched]) -> dict[str, int]:

@@ -26,6 +26,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from starling.events import Recommendation, RecommendationKind
 from starling.runtime.config import RuntimeSettings, load_settings
+from starling.runtime.eventtime import (
+    EVENT_TIME_FIELD,
+    FUTURE_REASON,
+    EventTimeBound,
+    EventTimeSettings,
+)
 from starling.runtime.handler import BaseHandler, Outbox, Record
 from starling.services.common import StoreReadiness, store_client
 from starling.store import keys
@@ -76,6 +82,7 @@ class TimelinesHandler(BaseHandler):
         settings: TimelinesSettings | None = None,
     ) -> None:
         self.settings = settings or load_settings(TimelinesSettings)
+        self.event_time_bound = EventTimeBound(load_settings(EventTimeSettings).event_time_skew_s)
         self.client = client or store_client(runtime_settings)
         self.timelines = TimelineStore(self.client, self.settings.timeline_cap)
         self._replace_who_to_follow = self.client.register_script(_REPLACE_IF_NOT_OLDER)
@@ -107,8 +114,19 @@ class TimelinesHandler(BaseHandler):
     def handle(self, records: Sequence[Record], outbox: Outbox) -> None:
         pipe = self.client.pipeline(transaction=False)
         merged: list[tuple[int, list[int]]] = []
+        limit = self.event_time_bound.limit()
         for record in records:
             recommendation: Recommendation = record.event
+            # "Replace if not older" compares event times: a far-future one would pin
+            # the entry forever.
+            if recommendation.event_time.timestamp() > limit:
+                outbox.dead_letter(
+                    record,
+                    FUTURE_REASON,
+                    self.event_time_bound.describe(recommendation.event_time),
+                    EVENT_TIME_FIELD,
+                )
+                continue
             if recommendation.kind is RecommendationKind.TWEETS:
                 tweet_ids = [item.item_id for item in recommendation.items]
                 self.timelines.merge(pipe, recommendation.user_id, tweet_ids)

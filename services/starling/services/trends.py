@@ -12,7 +12,13 @@ a quiet partition does not hold every window open). On close, trends are compute
 the stored counts (`bursts.detect`), published as `Trend` events with ids derived from
 window and hashtag, and only then recorded as closed in the store; a crash in between
 republishes identical events. Events arriving for a closed window are still counted,
-and reported by the `starling_trends_late_events` metric, but do not reopen it.
+and reported by the `starling_trends_late_events_total` metric, but do not reopen it.
+
+Event time comes from clients, so it is bounded: a tweet further ahead of the clock
+than `STARLING_EVENT_TIME_SKEW_S` (default 300 s) is dead-lettered
+(`event_time_in_future`), and the watermark never passes wall clock plus that allowance,
+so no single record closes the current window early. `Trend` events carry their
+window's end as event time and as Kafka record timestamp.
 
 Run one replica: counts are shared through the store, but each replica closes windows
 by its own watermark.
@@ -26,11 +32,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from starling.events import Trend, TweetEnriched, encode
 from starling.runtime.config import RuntimeSettings, load_settings
+from starling.runtime.eventtime import (
+    EVENT_TIME_FIELD,
+    FUTURE_REASON,
+    EventTimeBound,
+    EventTimeSettings,
+)
 from starling.runtime.handler import BaseHandler, Outbox, Record, TopicPartitions
 from starling.services.bursts import DetectionConfig, detect
 from starling.services.common import StoreReadiness, derived_id, store_client
@@ -81,8 +94,12 @@ class TrendsHandler(BaseHandler):
         runtime_settings: RuntimeSettings,
         client: redis.Redis | None = None,
         settings: TrendsSettings | None = None,
+        event_time: EventTimeSettings | None = None,
     ) -> None:
         self.settings = settings or load_settings(TrendsSettings)
+        self.event_time_bound = EventTimeBound(
+            (event_time or load_settings(EventTimeSettings)).event_time_skew_s
+        )
         self.detection = self.settings.detection()
         self.client = client or store_client(runtime_settings)
         # Counts must outlive the longest baseline that reads them.
@@ -97,6 +114,16 @@ class TrendsHandler(BaseHandler):
         self._open: set[int] | None = None  # loaded from the store on first use
         self._closed: set[int] = set()
         self.late_events = 0
+        # Registered with the runtime's registry by `register_metrics` (one registry per
+        # runtime, so several handlers can share a test process).
+        self.late_events_metric = Counter(
+            "starling_trends_late_events",
+            "tweets counted for a window that had already closed (its trends were out)",
+            registry=None,
+        )
+
+    def register_metrics(self, registry: CollectorRegistry) -> None:
+        registry.register(self.late_events_metric)
 
     @property
     def input_types(self) -> Mapping[str, type[Any]]:
@@ -110,9 +137,18 @@ class TrendsHandler(BaseHandler):
         window_s = self.settings.window_s
         by_window: dict[int, list[tuple[int, Sequence[str]]]] = {}
         latest: dict[tuple[str, int], float] = {}
+        limit = self.event_time_bound.limit()
         for record in records:
             tweet: TweetEnriched = record.event
             seconds = tweet.event_time.timestamp()
+            if seconds > limit:
+                outbox.dead_letter(
+                    record,
+                    FUTURE_REASON,
+                    self.event_time_bound.describe(tweet.event_time),
+                    EVENT_TIME_FIELD,
+                )
+                continue
             partition = (record.message.topic(), record.message.partition())
             if seconds > latest.get(partition, -1.0):
                 latest[partition] = seconds
@@ -131,6 +167,7 @@ class TrendsHandler(BaseHandler):
         for window, tweets in by_window.items():
             if window in self._closed:
                 self.late_events += len(tweets)
+                self.late_events_metric.inc(len(tweets))
             else:
                 open_windows.add(window)
         for partition, seconds in latest.items():
@@ -153,7 +190,12 @@ class TrendsHandler(BaseHandler):
                 continue
             entries = self.compute_window(window)
             for entry in entries:
-                outbox.emit(self._trends_topic, entry.hashtag.encode(), encode(_trend_event(entry)))
+                outbox.emit(
+                    self._trends_topic,
+                    entry.hashtag.encode(),
+                    encode(_trend_event(entry)),
+                    entry.window_end * 1000,
+                )
             outbox.after_publish.append(_Closer(self, window, entries))
 
     def compute_window(self, window: int) -> list[TrendEntry]:
@@ -183,7 +225,14 @@ class TrendsHandler(BaseHandler):
 
     def watermark(self) -> float | None:
         """None until every assigned partition has shown its first event or stayed idle
-        for `idle_partition_s` since it was assigned."""
+        for `idle_partition_s` since it was assigned; never past wall clock plus the
+        event-time allowance, whatever event time a record claimed."""
+        watermark = self._uncapped_watermark()
+        if watermark is None:
+            return None
+        return min(watermark, self.event_time_bound.limit())
+
+    def _uncapped_watermark(self) -> float | None:
         now = time.monotonic()
         idle_after = self.settings.idle_partition_s
         active: list[float] = []

@@ -79,8 +79,11 @@ class AckingProducer:
     def fatal_error(self) -> str | None:
         return self._fatal
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> Delivery:
-        """Produce and wait for the acknowledgement; NotAcknowledgedError otherwise."""
+    async def send(
+        self, topic: str, key: bytes, value: bytes, timestamp_ms: int | None = None
+    ) -> Delivery:
+        """Produce and wait for the acknowledgement; NotAcknowledgedError otherwise.
+        `timestamp_ms` is the record's timestamp: the event's time (see docs/airflow.md)."""
         if self._fatal is not None:
             raise NotAcknowledgedError(f"the producer failed: {self._fatal}")
         if self._closed:
@@ -97,7 +100,12 @@ class AckingProducer:
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
         try:
-            self._producer.produce(topic, value, key, on_delivery=settle)
+            if timestamp_ms is None:
+                self._producer.produce(topic, value, key, on_delivery=settle)
+            else:
+                self._producer.produce(
+                    topic, value, key, on_delivery=settle, timestamp=timestamp_ms
+                )
         except BufferError as error:
             raise NotAcknowledgedError("the producer's queue is full") from error
         except KafkaException as error:

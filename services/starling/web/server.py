@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from types import FrameType
 
@@ -11,8 +12,8 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
-from starling.runtime.config import RuntimeSettings
-from starling.runtime.metrics import HealthState, MetricsServer
+from starling.runtime.config import ConfigError, RuntimeSettings
+from starling.runtime.metrics import HealthState, MetricsServer, port_taken_message
 from starling.web.heads import HeadLimitH11Protocol
 from starling.web.settings import HttpSettings
 
@@ -47,16 +48,40 @@ def uvicorn_config(
     )
 
 
+def bind_http(host: str, port: int) -> socket.socket:
+    """The HTTP listening socket, bound as uvicorn would; ConfigError naming HTTP_PORT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise ConfigError(port_taken_message("HTTP_PORT", port, error)) from None
+    listener.set_inheritable(True)
+    return listener
+
+
 def serve(
     name: str,
     server: ServiceServer,
     runtime: RuntimeSettings,
     registry: CollectorRegistry,
     health: HealthState,
+    listener: socket.socket | None = None,
 ) -> int:
-    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server did not start."""
+    """Serve until SIGTERM/SIGINT; 0 after a clean stop, 1 if the server did not start.
+    ConfigError if the HTTP or metrics port cannot be bound."""
     log = logging.getLogger(f"starling.{name}")
-    metrics = MetricsServer(runtime.metrics_port, registry, health)
+    # Both ports are bound before anything starts: uvicorn's own bind failure exits from
+    # inside `run` (after the app started its clients), bypassing our exit codes.
+    if listener is None:
+        listener = bind_http(server.config.host, server.config.port)
+    try:
+        metrics = MetricsServer(runtime.metrics_port, registry, health)
+    except BaseException:
+        listener.close()
+        raise
     metrics.start()
 
     def quietly(signum: int, _frame: FrameType | None) -> None:
@@ -71,11 +96,11 @@ def serve(
         "%s: HTTP on %s:%d, metrics on %d",
         name,
         server.config.host,
-        server.config.port,
+        listener.getsockname()[1],
         metrics.port,
     )
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
         metrics.stop()
     return 0 if server.started else 1
