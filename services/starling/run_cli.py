@@ -69,7 +69,11 @@ def run_service(service: str) -> int:
     except ConfigError as error:
         log.error("%s", error)
         return EXIT_CONFIG
-    runtime = ConsumerRuntime(settings, handler)
+    try:
+        runtime = ConsumerRuntime(settings, handler)
+    except ConfigError as error:  # e.g. METRICS_PORT taken by another service
+        log.error("%s", error)
+        return EXIT_CONFIG
     deadline_s = settings.starling_shutdown_timeout_s
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -108,7 +112,11 @@ def _run_gateway() -> int:
     except ConfigError as error:
         logging.getLogger("starling.run").error("%s", error)
         return EXIT_CONFIG
-    return run_gateway(runtime, settings)
+    try:
+        return run_gateway(runtime, settings)
+    except ConfigError as error:  # HTTP_PORT or METRICS_PORT taken
+        logging.getLogger("starling.run").error("%s", error)
+        return EXIT_CONFIG
 
 
 def _run_identity() -> int:
@@ -123,7 +131,11 @@ def _run_identity() -> int:
     except ConfigError as error:
         logging.getLogger("starling.run").error("%s", error)
         return EXIT_CONFIG
-    return run_identity(runtime, settings)
+    try:
+        return run_identity(runtime, settings)
+    except ConfigError as error:  # HTTP_PORT or METRICS_PORT taken
+        logging.getLogger("starling.run").error("%s", error)
+        return EXIT_CONFIG
 
 
 def _overran(service: str, deadline_s: float) -> None:
