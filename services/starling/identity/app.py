@@ -59,6 +59,7 @@ from starling.identity.limits import Limit, SlidingWindow
 from starling.identity.metrics import IdentityMetrics
 from starling.identity.settings import IdentitySettings
 from starling.runtime.config import RuntimeSettings
+from starling.runtime.eventtime import timestamp_ms
 from starling.services.common import StoreReadiness
 from starling.store import keys
 from starling.store.client import connect
@@ -450,7 +451,12 @@ class Identity:
             failure_reason=failure_reason,
         )
         try:
-            await self.producer.send(self.logins_topic, login.partition_key(), encode(login))
+            await self.producer.send(
+                self.logins_topic,
+                login.partition_key(),
+                encode(login),
+                timestamp_ms(login.event_time),
+            )
         except NotAcknowledgedError:
             self.metrics.not_acknowledged.inc()
             raise ApiError(
