@@ -19,6 +19,8 @@ from starling.runtime.config import SERVICE_NAMES as RUNNABLE_SERVICES
 from starling_infra import meta
 from starling_infra.config import ServicesConfig, split_image
 from starling_infra.identity import AuthValues
+from starling_infra.store import CA_SECRET_NAME
+from starling_infra.tls import CA_CERT_KEY
 
 _RESOURCES = {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}}
 # Argon2id holds 64 MiB per hash and the identity service runs up to 4 at once.
@@ -67,6 +69,8 @@ def chart_values(
             "host": store_host,
             "port": meta.STORE_PORT,
             "passwordSecret": {"name": store_password_secret, "key": "password"},
+            # The store speaks TLS only; services verify it against the internal CA.
+            "tls": {"enabled": True, "caSecret": {"name": CA_SECRET_NAME, "key": CA_CERT_KEY}},
         },
         "services": {name: _service_values(name, settings, auth) for name in meta.SERVICE_NAMES},
         "networkPolicy": {"enabled": settings.network_policy},

@@ -2,7 +2,13 @@
 
 One replica is enough for what it holds: every entry can be rebuilt from Kafka. It runs as the
 image's unprivileged user under the restricted profile, with its config (and password) in a
-Secret file rather than on the command line, where any process could read it.
+Secret file rather than on the command line or in its environment, where any process (and
+`kubectl describe`) could read it.
+
+It speaks TLS only (`port 0`, `tls-port`): its certificate comes from the program's internal
+CA (tls.py), names the store's Service, and clients verify both the chain and the name. The
+CA certificate alone is published in its own Secret (`starling-internal-ca`) for clients to
+mount, so no client pod ever receives the store's private key.
 """
 
 from __future__ import annotations
@@ -19,6 +25,13 @@ from starling_infra.security import (
     restricted_container_security_context,
     single_pod_stateful_set_spec,
 )
+from starling_infra.tls import (
+    CA_CERT_KEY,
+    TLS_CERT_KEY,
+    TLS_KEY_KEY,
+    ca_certificate,
+    tls_secret_data,
+)
 
 COMPONENT = "store"
 VALKEY_UID = 999  # the `valkey` user of the official image
@@ -26,12 +39,40 @@ PASSWORD_KEY = "password"
 CONFIG_KEY = "valkey.conf"
 DATA_DIR = "/data"
 CONFIG_DIR = "/etc/valkey"
+# Not under CONFIG_DIR: a mount point inside a read-only Secret volume cannot be created.
+TLS_DIR = "/etc/valkey-tls"
+# The store's certificate and key (kubernetes.io/tls, plus ca.crt).
+TLS_SECRET_NAME = f"{meta.STORE_NAME}-tls"
+# The internal CA certificate alone, what clients mount to verify servers.
+CA_SECRET_NAME = "starling-internal-ca"
+TLS_PURPOSE = "store"
+
+
+def store_dns_names(namespace: str = meta.NAMESPACE) -> list[str]:
+    """The names a client may use for the store, and loopback for the pod's own probes."""
+    service = meta.STORE_NAME
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+    ]
 
 
 def valkey_conf(password: str, persistent: bool, max_memory_bytes: int) -> str:
     lines = [
         "bind * -::*",
-        f"port {meta.STORE_PORT}",
+        # TLS only: no plain-text port at all.
+        "port 0",
+        f"tls-port {meta.STORE_PORT}",
+        f"tls-cert-file {TLS_DIR}/{TLS_CERT_KEY}",
+        f"tls-key-file {TLS_DIR}/{TLS_KEY_KEY}",
+        f"tls-ca-cert-file {TLS_DIR}/{CA_CERT_KEY}",
+        # Clients prove who they are with the password; they present no certificate.
+        "tls-auth-clients no",
+        "tls-protocols TLSv1.2 TLSv1.3",
         f"requirepass {password}",
         f"dir {DATA_DIR}",
         # Leave headroom under the container limit for replication buffers and forks.
@@ -48,6 +89,16 @@ def valkey_conf(password: str, persistent: bool, max_memory_bytes: int) -> str:
 
 
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+
+
+# The probes talk TLS to loopback (in the certificate's names) and verify it like any client;
+# the password reaches valkey-cli through the probe process's own environment, read from the
+# mounted Secret file: never the container spec's env, never a command-line argument.
+PROBE = (
+    f'REDISCLI_AUTH="$(cat {CONFIG_DIR}/{PASSWORD_KEY})" '
+    f"valkey-cli --tls --cacert {TLS_DIR}/{CA_CERT_KEY} -h 127.0.0.1 -p {meta.STORE_PORT} ping"
+    " | grep -q PONG"
+)
 
 
 def quantity_bytes(quantity: str) -> int:
@@ -89,6 +140,8 @@ class Store(pulumi.ComponentResource):
     port: int
     password_secret_name: str
     password: pulumi.Output[str]
+    ca_secret_name: str
+    ca_certificate: pulumi.Output[str]
     stateful_set: k8s.apps.v1.StatefulSet
 
     def __init__(
@@ -121,6 +174,22 @@ class Store(pulumi.ComponentResource):
             opts=child,
         )
         self.password_secret_name = meta.STORE_NAME
+        tls_secret = k8s.core.v1.Secret(
+            f"{name}-tls",
+            metadata=metadata(TLS_SECRET_NAME),
+            type="kubernetes.io/tls",
+            string_data=tls_secret_data(args.secret_seed, TLS_PURPOSE, store_dns_names()),
+            opts=child,
+        )
+        ca_secret = k8s.core.v1.Secret(
+            f"{name}-internal-ca",
+            metadata=metadata(CA_SECRET_NAME),
+            type="Opaque",
+            string_data={CA_CERT_KEY: ca_certificate(args.secret_seed)},
+            opts=child,
+        )
+        self.ca_secret_name = CA_SECRET_NAME
+        self.ca_certificate = ca_certificate(args.secret_seed)
 
         service_port = k8s.core.v1.ServicePortArgs(
             name="valkey", port=meta.STORE_PORT, target_port="valkey", protocol="TCP"
@@ -146,7 +215,9 @@ class Store(pulumi.ComponentResource):
             f"{name}-statefulset",
             metadata=metadata(meta.STORE_NAME),
             spec=self._stateful_set_spec(args, labels, selector, persistent),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, headless]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[secret, tls_secret, ca_secret, headless]
+            ),
         )
 
         # Only our own pods (services, tools) and the Airflow pods that run tasks or triggers
@@ -191,28 +262,27 @@ class Store(pulumi.ComponentResource):
         persistent: bool,
     ) -> k8s.apps.v1.StatefulSetSpecArgs:
         settings = args.settings
-        auth_env = [
-            # valkey-cli reads the password from the environment, so the probe's command line
-            # never carries it (REDISCLI_AUTH is the older name it still honours).
-            k8s.core.v1.EnvVarArgs(
-                name=variable,
-                value_from=k8s.core.v1.EnvVarSourceArgs(
-                    secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                        name=meta.STORE_NAME, key=PASSWORD_KEY
-                    )
-                ),
-            )
-            for variable in ("VALKEYCLI_AUTH", "REDISCLI_AUTH")
-        ]
-        ping = k8s.core.v1.ExecActionArgs(
-            command=["sh", "-c", "valkey-cli -h 127.0.0.1 ping | grep -q PONG"]
-        )
+        ping = k8s.core.v1.ExecActionArgs(command=["sh", "-c", PROBE])
         volumes = [
             k8s.core.v1.VolumeArgs(
                 name="config",
                 secret=k8s.core.v1.SecretVolumeSourceArgs(
                     secret_name=meta.STORE_NAME,
-                    items=[k8s.core.v1.KeyToPathArgs(key=CONFIG_KEY, path=CONFIG_KEY)],
+                    items=[
+                        k8s.core.v1.KeyToPathArgs(key=CONFIG_KEY, path=CONFIG_KEY),
+                        k8s.core.v1.KeyToPathArgs(key=PASSWORD_KEY, path=PASSWORD_KEY),
+                    ],
+                    default_mode=0o440,
+                ),
+            ),
+            k8s.core.v1.VolumeArgs(
+                name="tls",
+                secret=k8s.core.v1.SecretVolumeSourceArgs(
+                    secret_name=TLS_SECRET_NAME,
+                    items=[
+                        k8s.core.v1.KeyToPathArgs(key=key, path=key)
+                        for key in (TLS_CERT_KEY, TLS_KEY_KEY, CA_CERT_KEY)
+                    ],
                     default_mode=0o440,
                 ),
             ),
@@ -251,7 +321,6 @@ class Store(pulumi.ComponentResource):
                     name="valkey", container_port=meta.STORE_PORT, protocol="TCP"
                 )
             ],
-            env=auth_env,
             resources=k8s.core.v1.ResourceRequirementsArgs(
                 requests={"cpu": settings.cpu, "memory": settings.memory},
                 limits={"memory": settings.memory},
@@ -266,6 +335,7 @@ class Store(pulumi.ComponentResource):
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="data", mount_path=DATA_DIR),
                 k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_DIR, read_only=True),
+                k8s.core.v1.VolumeMountArgs(name="tls", mount_path=TLS_DIR, read_only=True),
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
             ],
         )

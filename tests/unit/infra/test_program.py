@@ -54,7 +54,8 @@ def test_dev_resource_graph(dev_run: ProgramRun) -> None:
             "ConfigMap": 1,
             # user passwords + store + database + airflow keys + airflow UI admin + kafka and
             # store connections + CA copy + the identity service's seed
-            "Secret": N_PRINCIPALS + 8,
+            # + the store's TLS Secret and the internal CA certificate (store.py)
+            "Secret": N_PRINCIPALS + 8 + 2,
             "Service": 3,
             "StatefulSet": 2,
             "NetworkPolicy": 2,
@@ -71,7 +72,7 @@ def test_prod_resource_graph(prod_run: ProgramRun) -> None:
     assert counts["KafkaNodePool"] == 2
     assert counts["KafkaUser"] == N_SERVICE_PRINCIPALS  # no dev tools in production
     # As dev, less the identity seed: prod's example trusts an external OIDC provider.
-    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 7
+    assert counts["Secret"] == N_SERVICE_PRINCIPALS + 7 + 2
     assert counts["Identity"] == 0
     assert counts["KafkaTopic"] == N_TOPICS
     assert counts["Release"] == 3
@@ -611,6 +612,7 @@ def test_services_release_values_follow_the_contract(stack_run: ProgramRun) -> N
         "host": "starling-valkey.starling.svc",
         "port": 6379,
         "passwordSecret": {"name": "starling-valkey", "key": "password"},
+        "tls": {"enabled": True, "caSecret": {"name": "starling-internal-ca", "key": "ca.crt"}},
     }
     assert set(values["services"]) == {
         "ingestion", "trends", "timelines", "notifier", "gateway", "identity",
