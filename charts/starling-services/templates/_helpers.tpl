@@ -56,8 +56,9 @@ app.kubernetes.io/component: {{ . }}
 {{- define "starling-services.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .context.Chart.Name .context.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "starling-services.selectorLabels" . }}
-{{- /* The image tag is what actually runs; appVersion only says what the chart expects. */}}
-app.kubernetes.io/version: {{ .context.Values.image.tag | trunc 63 | trimAll "-_." | quote }}
+{{- /* The image tag is what actually runs; appVersion only says what the chart expects.
+A digest (`tag@sha256:...`) cannot go into a label value, so the label keeps the tag. */}}
+app.kubernetes.io/version: {{ splitList "@" .context.Values.image.tag | first | trunc 63 | trimAll "-_." | quote }}
 app.kubernetes.io/part-of: starling
 app.kubernetes.io/managed-by: {{ .context.Release.Service }}
 {{- end -}}
