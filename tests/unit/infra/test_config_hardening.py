@@ -8,17 +8,21 @@ registers any resource.
 
 from __future__ import annotations
 
+import subprocess
+from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pytest
+import yaml
 
 from starling.events.schemas import Trend
 from starling.topics import CATALOG, Replication, TopicSpec
 from starling_infra.config import StarlingConfigError, split_image
 from starling_infra.k8s_values import parse_image, parse_quantity
-from tests.unit.infra.harness import ProgramRun, run_expecting_failure, run_program
+from tests.unit.infra.harness import REPO_ROOT, ProgramRun, run_expecting_failure, run_program
 
 pytestmark = pytest.mark.unit
 
@@ -366,3 +370,37 @@ def test_dev_does_not_nag_about_digests(monkeypatch: pytest.MonkeyPatch) -> None
     warnings = _Warnings(monkeypatch)
     run_program("dev")
     assert not [m for m in warnings.messages if "not pinned by digest" in m]
+
+
+def test_the_services_chart_runs_a_digest_pinned_image(go_tool: Callable[[str], Path]) -> None:
+    """What the program sends for `images.services: repo:tag@sha256:...` passes the chart's
+    schema, lands in every container's image and stays out of the (label-safe) version."""
+    chart = REPO_ROOT / "charts" / "starling-services"
+    repository, tag = split_image(f"registry.example.com/starling/services:0.1.0@{DIGEST}")
+    result = subprocess.run(
+        [
+            str(go_tool("helm")),
+            "template",
+            "starling",
+            str(chart),
+            "--namespace",
+            "starling",
+            "--set",
+            f"image.repository={repository}",
+            "--set",
+            f"image.tag={tag}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    deployments = [
+        doc for doc in yaml.safe_load_all(result.stdout) if doc and doc.get("kind") == "Deployment"
+    ]
+    assert deployments
+    for deployment in deployments:
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            assert container["image"] == f"{repository}:0.1.0@{DIGEST}"
+        assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == "0.1.0"
