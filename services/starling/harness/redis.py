@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from starling.harness import _process
@@ -34,6 +36,19 @@ def redis_server_executable() -> str:
     return executable
 
 
+@dataclass(frozen=True)
+class RedisTls:
+    """Serve TLS only (no plain port) with this certificate; `ca_file` is what clients trust.
+
+    `starling up` keeps plain TCP: its store listens on 127.0.0.1 only, where no other host
+    can see the traffic, and the CA's files would have to live somewhere on the laptop. The
+    TLS path is the one the cluster uses, exercised by tests/integration/test_store_tls.py."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
+
+
 _live_servers: _process.StopAtExit[RedisServer] = _process.StopAtExit()
 
 
@@ -50,8 +65,10 @@ class RedisServer(_process.StopsOnExit):
         directory: Path,
         appendonly: bool,
         extra_config: Mapping[str, str],
+        tls: RedisTls | None = None,
     ) -> None:
         self.executable = executable
+        self.tls = tls
         self.port = port
         self.directory = directory
         self.appendonly = appendonly
@@ -68,6 +85,7 @@ class RedisServer(_process.StopsOnExit):
         extra_config: Mapping[str, str] | None = None,
         ready_timeout: float = 15.0,
         directory: Path | None = None,
+        tls: RedisTls | None = None,
     ) -> RedisServer:
         """Start on a free port. No persistence unless `appendonly`, in which case every
         write is fsynced to the AOF before it is acknowledged (so even `kill()` keeps it).
@@ -88,6 +106,7 @@ class RedisServer(_process.StopsOnExit):
             directory=directory,
             appendonly=appendonly,
             extra_config=extra_config or {},
+            tls=tls,
         )
         server._keep_directory = keep
         _live_servers.add(server)
@@ -100,7 +119,8 @@ class RedisServer(_process.StopsOnExit):
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        scheme = "rediss" if self.tls is not None else "redis"
+        return f"{scheme}://{self.host}:{self.port}/0"
 
     @property
     def pid(self) -> int | None:
@@ -151,8 +171,20 @@ class RedisServer(_process.StopsOnExit):
             "save": "",
             "appendonly": "yes" if self.appendonly else "no",
             "appendfsync": "always",
-            **self.extra_config,
         }
+        if self.tls is not None:
+            settings.update(
+                {
+                    "port": "0",
+                    "tls-port": str(self.port),
+                    "tls-cert-file": str(self.tls.cert_file),
+                    "tls-key-file": str(self.tls.key_file),
+                    "tls-ca-cert-file": str(self.tls.ca_file),
+                    # Clients authenticate with the password, not a certificate.
+                    "tls-auth-clients": "no",
+                }
+            )
+        settings.update(self.extra_config)
         command = [self.executable]
         for key, value in settings.items():
             command += [f"--{key}", value]
@@ -182,8 +214,17 @@ class RedisServer(_process.StopsOnExit):
         # A raw inline PING keeps the harness independent of the client library; a
         # server still loading its AOF answers -LOADING, which is not ready yet.
         try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as connection:
-                connection.sendall(b"PING\r\n")
-                return connection.recv(64).startswith(b"+PONG")
+            with socket.create_connection((self.host, self.port), timeout=1.0) as raw:
+                if self.tls is None:
+                    return _ping(raw)
+                context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+                with context.wrap_socket(raw, server_hostname=self.host) as connection:
+                    return _ping(connection)
         except OSError:
             return False
+
+
+def _ping(connection: socket.socket) -> bool:
+    connection.sendall(b"PING\r\n")
+    # With a password set, an unauthenticated PING answers -NOAUTH: up all the same.
+    return connection.recv(64).startswith((b"+PONG", b"-NOAUTH"))
