@@ -11,11 +11,27 @@ Decisions worth knowing:
   for the migration: a deadlock until the timeout. With `useHelmHooks: false` the jobs are
   ordinary resources that run alongside, which also keeps these values valid for
   template-style GitOps rendering (Argo CD, `helm template`).
-- Connections arrive as `AIRFLOW_CONN_<ID>` environment variables from Secrets (the chart's
-  `secret:` list), never as plain values: `kafka_default` (JSON, its extra is librdkafka
+- Secrets are files, never environment variables. Every secret Airflow needs is a file from
+  a Secret volume under `/var/run/secrets/starling/`; the environment carries only paths.
+  The chart's built-in secret variables (`enableBuiltInSecretEnvVars`, each a
+  `valueFrom.secretKeyRef`) are all switched off, and Airflow reads the sensitive options
+  through their `_CMD` variants (`cat <file>`): the metadata connection (sync and async), the
+  fernet key, `[api] secret_key` and `[api_auth] jwt_secret`, and with Celery the broker URL.
+  Only options Airflow marks sensitive honour `_CMD`; these all are.
+- Connections come from one JSON file read by Airflow's `LocalFilesystemBackend` (`[secrets]
+  backend`), not from `AIRFLOW_CONN_<ID>` variables: `kafka_default` (its extra is librdkafka
   config) and `starling_store` (a `redis://` URI with the store's seed-derived password). The
   broker CA, which Strimzi writes in the `starling` namespace, is copied into this namespace
   once Kafka is Ready.
+- The metadata database is reached over TLS with `sslmode=verify-full` against our internal
+  CA (see `metadata_db`); `PGSSLROOTCERT` names the CA for asyncpg, which has no URI
+  parameter for it. The store (TLS only) is verified against the same CA file.
+- CeleryExecutor: the chart's Redis is the broker, with the restricted security context
+  (non-root uid 999, no capabilities, RuntimeDefault seccomp) the namespace demands, and its
+  password and broker URL in our own seed-derived Secret. One secret env var remains there,
+  inside the chart's Redis StatefulSet: `REDIS_PASSWORD` (`secretKeyRef`, hard-coded in the
+  chart's template and passed to `redis-server --requirepass`); no value switches it off.
+  No committed stack uses Celery.
 - Network: the chart's own NetworkPolicies (`networkPolicies.enabled`) are all
   `policyTypes: [Ingress]` in its templates, so Airflow's pods may open connections out; the
   store's and Kafka's policies are what admit them (see `store.airflow_task_pods_peer`).
@@ -46,7 +62,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from starling_infra import meta
+from starling_infra import meta, metadata_db
 from starling_infra.config import AirflowConfig, split_image
 from starling_infra.metadata_db import MetadataDatabase, MetadataDatabaseArgs
 from starling_infra.passwords import Purposes, derive_fernet_key, derive_password
@@ -59,10 +75,43 @@ KEYS_SECRET = "starling-airflow-keys"  # not a name the chart renders itself
 # reads connection <id> from the environment variable AIRFLOW_CONN_<ID>.
 KAFKA_CONN_ID = "kafka_default"
 STORE_CONN_ID = "starling_store"
-KAFKA_CONNECTION_SECRET = "starling-airflow-kafka"
+# The environment-variable names Airflow would use for these ids (kept to check the ids
+# against the operators' settings; the connections themselves come from a file).
 KAFKA_CONNECTION_ENV = f"AIRFLOW_CONN_{KAFKA_CONN_ID.upper()}"
-STORE_CONNECTION_SECRET = "starling-airflow-store"
 STORE_CONNECTION_ENV = f"AIRFLOW_CONN_{STORE_CONN_ID.upper()}"
+SECRETS_ROOT = "/var/run/secrets/starling"
+CONNECTIONS_SECRET = "starling-airflow-connections"
+CONNECTIONS_KEY = "connections.json"
+CONNECTIONS_DIR = f"{SECRETS_ROOT}/airflow-connections"
+LOCAL_FILESYSTEM_BACKEND = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+KEYS_DIR = f"{SECRETS_ROOT}/airflow-keys"
+FERNET_KEY = "fernet-key"
+API_SECRET_KEY = "api-secret-key"
+JWT_SECRET_KEY = "jwt-secret"
+DATABASE_DIR = f"{SECRETS_ROOT}/airflow-db"
+# CeleryExecutor only: the chart's Redis takes `password` from this Secret, Airflow the URL.
+BROKER_SECRET = "starling-airflow-broker"
+BROKER_DIR = f"{SECRETS_ROOT}/airflow-broker"
+BROKER_URL_KEY = "connection"
+BROKER_PASSWORD_KEY = "password"
+REDIS_UID = 999  # the `redis` user of the official redis image the chart runs
+# Every variable the chart 1.22 can render as `valueFrom.secretKeyRef` under
+# `enableBuiltInSecretEnvVars`: all off, the files replace them.
+CHART_SECRET_ENV_VARS = (
+    "AIRFLOW__CORE__FERNET_KEY",
+    "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW_CONN_AIRFLOW_DB",
+    "AIRFLOW__API__SECRET_KEY",
+    "AIRFLOW__API_AUTH__JWT_SECRET",
+    "AIRFLOW__WEBSERVER__SECRET_KEY",
+    "AIRFLOW__CELERY__CELERY_RESULT_BACKEND",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__ELASTICSEARCH__HOST",
+    "AIRFLOW__ELASTICSEARCH__ELASTICSEARCH_HOST",
+    "AIRFLOW__OPENSEARCH__HOST",
+)
 KAFKA_CA_SECRET = "starling-kafka-cluster-ca"
 KAFKA_CA_DIR = "/opt/airflow/secrets/kafka-ca"
 KAFKA_PRINCIPAL = "airflow"
@@ -112,11 +161,120 @@ def kafka_connection(password: str) -> str:
     )
 
 
+def connections_file(kafka_password: str, store_uri: str) -> str:
+    """The file `LocalFilesystemBackend` reads: connection id to a JSON object (Kafka, its
+    extra as `extra_dejson`) or a URI (the store)."""
+    kafka = json.loads(kafka_connection(kafka_password))
+    return json.dumps(
+        {
+            KAFKA_CONN_ID: {"conn_type": kafka["conn_type"], "extra_dejson": kafka["extra"]},
+            STORE_CONN_ID: store_uri,
+        },
+        sort_keys=True,
+    )
+
+
+def broker_url(password: str, namespace: str = meta.AIRFLOW_NAMESPACE) -> str:
+    """Celery's broker: the chart's Redis Service in Airflow's namespace."""
+    host = f"{meta.AIRFLOW_RELEASE}-redis.{namespace}.svc"
+    return f"redis://:{password}@{host}:6379/0"
+
+
+def _read_file(path: str) -> str:
+    # Airflow runs `_CMD` values without a shell; `cat` prints the file and nothing else.
+    return f"cat {path}"
+
+
+def secret_file_env(celery: bool) -> list[dict[str, str]]:
+    """Plain env entries for every Airflow container: paths and commands, never a secret."""
+    commands = {
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": f"{DATABASE_DIR}/{metadata_db.CONNECTION_KEY}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC_CMD": (
+            f"{DATABASE_DIR}/{metadata_db.ASYNC_CONNECTION_KEY}"
+        ),
+        "AIRFLOW__CORE__FERNET_KEY_CMD": f"{KEYS_DIR}/{FERNET_KEY}",
+        "AIRFLOW__API__SECRET_KEY_CMD": f"{KEYS_DIR}/{API_SECRET_KEY}",
+        "AIRFLOW__API_AUTH__JWT_SECRET_CMD": f"{KEYS_DIR}/{JWT_SECRET_KEY}",
+    }
+    if celery:
+        commands["AIRFLOW__CELERY__BROKER_URL_CMD"] = f"{BROKER_DIR}/{BROKER_URL_KEY}"
+    env = [{"name": name, "value": _read_file(path)} for name, path in commands.items()]
+    # asyncpg (Airflow's async engine) has no URI parameter for the CA; libpq honours it too.
+    env.append({"name": "PGSSLROOTCERT", "value": metadata_db.CLIENT_CA_FILE})
+    return env
+
+
+def _secret_volume(name: str, secret: str, keys: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "secret": {
+            "secretName": secret,
+            "items": [{"key": key, "path": key} for key in keys],
+            # Group-readable: Airflow runs as uid 50000 in group 0, the pods' fsGroup.
+            "defaultMode": 0o440,
+        },
+    }
+
+
+def secret_volumes(database_secret: str, celery: bool) -> tuple[list[Any], list[Any]]:
+    """Volumes and mounts every Airflow container gets (the chart's `volumes`/`volumeMounts`)."""
+    volumes: list[Any] = [
+        {"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET, "defaultMode": 0o440}},
+        _secret_volume("airflow-keys", KEYS_SECRET, [FERNET_KEY, API_SECRET_KEY, JWT_SECRET_KEY]),
+        _secret_volume(
+            "airflow-db",
+            database_secret,
+            [metadata_db.CONNECTION_KEY, metadata_db.ASYNC_CONNECTION_KEY],
+        ),
+        _secret_volume("airflow-connections", CONNECTIONS_SECRET, [CONNECTIONS_KEY]),
+        {
+            "name": "internal-ca",
+            "configMap": {"name": metadata_db.CA_CONFIG_MAP, "defaultMode": 0o444},
+        },
+    ]
+    mounts: list[Any] = [
+        {"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True},
+        {"name": "airflow-keys", "mountPath": KEYS_DIR, "readOnly": True},
+        {"name": "airflow-db", "mountPath": DATABASE_DIR, "readOnly": True},
+        {"name": "airflow-connections", "mountPath": CONNECTIONS_DIR, "readOnly": True},
+        {"name": "internal-ca", "mountPath": metadata_db.CLIENT_CA_DIR, "readOnly": True},
+    ]
+    if celery:
+        volumes.append(_secret_volume("airflow-broker", BROKER_SECRET, [BROKER_URL_KEY]))
+        mounts.append({"name": "airflow-broker", "mountPath": BROKER_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def redis_values() -> dict[str, Any]:
+    """The chart's Redis (Celery broker) as the namespace's `restricted` policy admits it;
+    its password comes from our Secret, not one the chart generates on each install."""
+    return {
+        "enabled": True,
+        "passwordSecretName": BROKER_SECRET,
+        "uid": REDIS_UID,
+        "securityContexts": {
+            "pod": {
+                "runAsNonRoot": True,
+                "runAsUser": REDIS_UID,
+                "runAsGroup": REDIS_UID,
+                "fsGroup": REDIS_UID,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "container": _restricted_container_context() | {"readOnlyRootFilesystem": True},
+        },
+    }
+
+
 def store_connection(password: str, host: str, port: int) -> str:
-    """The `starling_store` connection as Airflow reads it from the environment (URI form:
-    no login, the password URL-quoted, database 0 as the schema)."""
+    """The `starling_store` connection in URI form: no login, the password URL-quoted,
+    database 0 as the schema, and TLS verified against the internal CA (the query becomes
+    the extra the operators' `store_client` reads: `ssl`, `ssl_ca_certs`; redis-py then
+    checks the chain and the host name)."""
     quoted = urllib.parse.quote(password, safe="")
-    return f"redis://:{quoted}@{host}:{port}/0"
+    query = urllib.parse.urlencode(
+        {"ssl": "true", "ssl_ca_certs": metadata_db.CLIENT_CA_FILE}, safe="/"
+    )
+    return f"redis://:{quoted}@{host}:{port}/0?{query}"
 
 
 def ui_passwords_file(password: str) -> str:
@@ -196,6 +354,7 @@ def chart_values(
     repository, tag = split_image(image)
     celery = "CeleryExecutor" in settings.executor
     git_sync = settings.dags == "gitSync"
+    volumes, volume_mounts = secret_volumes(database_secret, celery)
     values: dict[str, Any] = {
         "airflowVersion": meta.AIRFLOW_VERSION,
         "defaultAirflowRepository": repository,
@@ -208,6 +367,7 @@ def chart_values(
             "pod": _restricted_pod_context(),
             "containers": _restricted_container_context(),
         },
+        # Named so the chart generates none of these Secrets; read as files (see above).
         "fernetKeySecretName": KEYS_SECRET,
         "apiSecretKeySecretName": KEYS_SECRET,
         "jwtSecretName": KEYS_SECRET,
@@ -215,21 +375,17 @@ def chart_values(
         "postgresql": {"enabled": False},
         "pgbouncer": {"enabled": False},
         # Redis is the Celery broker; no other executor needs it.
-        "redis": {"enabled": celery},
+        "redis": redis_values() if celery else {"enabled": False},
         # The statsd exporter's own security context is not ours to set; off until checked.
         "statsd": {"enabled": False},
         "networkPolicies": {"enabled": True},
         "migrateDatabaseJob": {"useHelmHooks": False},
-        # Every Airflow container gets these; the Secrets hold one connection each.
-        "secret": [
-            {"envName": env, "secretName": secret, "secretKey": env}
-            for env, secret in (
-                (KAFKA_CONNECTION_ENV, KAFKA_CONNECTION_SECRET),
-                (STORE_CONNECTION_ENV, STORE_CONNECTION_SECRET),
-            )
-        ],
-        "volumes": [{"name": "kafka-ca", "secret": {"secretName": KAFKA_CA_SECRET}}],
-        "volumeMounts": [{"name": "kafka-ca", "mountPath": KAFKA_CA_DIR, "readOnly": True}],
+        # No secret in any container's environment: files instead (see the module docstring).
+        "enableBuiltInSecretEnvVars": dict.fromkeys(CHART_SECRET_ENV_VARS, False),
+        "secret": [],
+        "env": secret_file_env(celery),
+        "volumes": volumes,
+        "volumeMounts": volume_mounts,
         # Unpaused at creation: the pipeline runs after `pulumi up` (Airflow's default would
         # leave every DAG, the login watcher's included, waiting for a click).
         "config": {
@@ -241,7 +397,13 @@ def chart_values(
                 "simple_auth_manager_users": f"{UI_ADMIN_USER}:admin",
                 "simple_auth_manager_all_admins": "False",
                 "simple_auth_manager_passwords_file": f"{UI_AUTH_DIR}/{UI_PASSWORDS_KEY}",
-            }
+            },
+            "secrets": {
+                "backend": LOCAL_FILESYSTEM_BACKEND,
+                "backend_kwargs": json.dumps(
+                    {"connections_file_path": f"{CONNECTIONS_DIR}/{CONNECTIONS_KEY}"}
+                ),
+            },
         },
         "dags": {
             "persistence": {"enabled": False},
@@ -249,6 +411,8 @@ def chart_values(
         },
     }
     values |= _ui_sign_in_values(image, pull_policy)
+    if celery:
+        values["data"]["brokerUrlSecretName"] = BROKER_SECRET
     if git_sync:
         values["dags"]["gitSync"] |= {
             "repo": settings.git_sync_repo,
@@ -318,15 +482,11 @@ class Airflow(pulumi.ComponentResource):
             metadata=metadata(KEYS_SECRET),
             type="Opaque",
             string_data={
-                "fernet-key": derive_fernet_key(args.secret_seed, Purposes.AIRFLOW_FERNET),
-                "api-secret-key": derive_password(args.secret_seed, Purposes.AIRFLOW_API_SECRET),
-                "jwt-secret": derive_password(args.secret_seed, Purposes.AIRFLOW_JWT_SECRET),
+                FERNET_KEY: derive_fernet_key(args.secret_seed, Purposes.AIRFLOW_FERNET),
+                API_SECRET_KEY: derive_password(args.secret_seed, Purposes.AIRFLOW_API_SECRET),
+                JWT_SECRET_KEY: derive_password(args.secret_seed, Purposes.AIRFLOW_JWT_SECRET),
             },
             opts=child,
-        )
-        # Secret already (derived from the seed); marked again so it stays one if that changes.
-        connection_json: pulumi.Output[str] = pulumi.Output.secret(
-            args.kafka_password.apply(kafka_connection)
         )
         ui_password = derive_password(args.secret_seed, Purposes.AIRFLOW_UI_ADMIN)
         passwords_file: pulumi.Output[str] = pulumi.Output.secret(
@@ -342,25 +502,37 @@ class Airflow(pulumi.ComponentResource):
             },
             opts=child,
         )
-        connection = k8s.core.v1.Secret(
-            f"{name}-kafka-connection",
-            metadata=metadata(KAFKA_CONNECTION_SECRET),
-            type="Opaque",
-            string_data={KAFKA_CONNECTION_ENV: connection_json},
-            opts=child,
-        )
-        store_uri: pulumi.Output[str] = pulumi.Output.secret(
-            args.store_password.apply(
-                lambda password: store_connection(password, args.store_host, args.store_port)
+        # Secret already (derived from the seed); marked again so it stays one if that changes.
+        connections_json: pulumi.Output[str] = pulumi.Output.secret(
+            pulumi.Output.all(args.kafka_password, args.store_password).apply(
+                lambda passwords: connections_file(
+                    passwords[0],
+                    store_connection(passwords[1], args.store_host, args.store_port),
+                )
             )
         )
-        store_connection_secret = k8s.core.v1.Secret(
-            f"{name}-store-connection",
-            metadata=metadata(STORE_CONNECTION_SECRET),
+        connections = k8s.core.v1.Secret(
+            f"{name}-connections",
+            metadata=metadata(CONNECTIONS_SECRET),
             type="Opaque",
-            string_data={STORE_CONNECTION_ENV: store_uri},
+            string_data={CONNECTIONS_KEY: connections_json},
             opts=child,
         )
+        release_inputs: list[pulumi.Resource] = []
+        if "CeleryExecutor" in settings.executor:
+            broker_password = derive_password(args.secret_seed, Purposes.AIRFLOW_BROKER)
+            release_inputs.append(
+                k8s.core.v1.Secret(
+                    f"{name}-broker",
+                    metadata=metadata(BROKER_SECRET),
+                    type="Opaque",
+                    string_data={
+                        BROKER_PASSWORD_KEY: broker_password,
+                        BROKER_URL_KEY: broker_password.apply(broker_url),
+                    },
+                    opts=child,
+                )
+            )
 
         # Strimzi writes the CA only after it reconciled the cluster; the id is derived from the
         # Kafka resource so the read happens after it (which waits for Ready) and is skipped
@@ -405,9 +577,9 @@ class Airflow(pulumi.ComponentResource):
                     self.database.stateful_set,
                     keys,
                     ui_admin,
-                    connection,
-                    store_connection_secret,
+                    connections,
                     ca_copy,
+                    *release_inputs,
                 ],
             ),
         )

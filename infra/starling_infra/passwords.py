@@ -49,6 +49,8 @@ class Purposes:
     AIRFLOW_API_SECRET = "airflow/api-secret-key"
     AIRFLOW_JWT_SECRET = "airflow/jwt-secret"
     AIRFLOW_DATABASE = "airflow/metadata-db"
+    # The chart's Redis, Celery's broker (CeleryExecutor only).
+    AIRFLOW_BROKER = "airflow/celery-broker"
     # The Airflow UI's one account (SimpleAuthManager), so no install has admin/admin.
     AIRFLOW_UI_ADMIN = "airflow/ui-admin"
     # Not a secret: a marker that changes with the seed, so pods restart on rotation.

@@ -51,12 +51,14 @@ def test_dev_resource_graph(dev_run: ProgramRun) -> None:
             "Identity": 1,
             "Namespace": 3,
             "Release": 3,
-            "ConfigMap": 1,
-            # user passwords + store + database + airflow keys + airflow UI admin + kafka and
-            # store connections + CA copy + the identity service's seed
+            # + the metadata database's CA and pg_hba.conf
+            "ConfigMap": 3,
+            # user passwords + store + database + database TLS + airflow keys + airflow UI
+            # admin + airflow connections file + CA copy + the identity service's seed
             # + the store's TLS Secret and the internal CA certificate (store.py)
             "Secret": N_PRINCIPALS + 8 + 2,
-            "Service": 3,
+            # + the metadata database's headless Service
+            "Service": 4,
             "StatefulSet": 2,
             "NetworkPolicy": 2,
             "KafkaNodePool": 1,
@@ -223,8 +225,10 @@ def test_kafka_metrics_come_from_our_config_map(stack_run: ProgramRun) -> None:
     metrics = _kafka(stack_run)["spec"]["kafka"]["metricsConfig"]
     assert metrics["type"] == "jmxPrometheusExporter"
     ref = metrics["valueFrom"]["configMapKeyRef"]
-    (config_map,) = stack_run.of_kind("ConfigMap")
-    assert config_map.inputs["metadata"]["name"] == ref["name"]
+    (config_map,) = [
+        c for c in stack_run.of_kind("ConfigMap") if c.inputs["metadata"]["name"] == ref["name"]
+    ]
+    assert config_map.inputs["metadata"]["namespace"] == "starling"
     rules = json.loads(config_map.inputs["data"][ref["key"]])["rules"]
     assert rules and all({"pattern", "name", "type"} <= set(rule) for rule in rules)
 
@@ -463,18 +467,11 @@ def test_airflow_release(stack_run: ProgramRun) -> None:
     assert values["data"]["metadataSecretName"] == "starling-airflow-db"
     for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
         assert values[key] == "starling-airflow-keys"
-    assert values["secret"] == [
-        {
-            "envName": "AIRFLOW_CONN_KAFKA_DEFAULT",
-            "secretName": "starling-airflow-kafka",
-            "secretKey": "AIRFLOW_CONN_KAFKA_DEFAULT",
-        },
-        {
-            "envName": "AIRFLOW_CONN_STARLING_STORE",
-            "secretName": "starling-airflow-store",
-            "secretKey": "AIRFLOW_CONN_STARLING_STORE",
-        },
-    ]
+    # Connections come from a file (LocalFilesystemBackend), not from env secrets.
+    assert values["secret"] == []
+    assert values["config"]["secrets"]["backend"] == (
+        "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    )
     assert values["dags"]["gitSync"]["enabled"] is False
     assert values["securityContexts"]["pod"]["runAsNonRoot"] is True
 
@@ -486,19 +483,25 @@ def test_airflow_values_carry_no_secret(stack_run: ProgramRun) -> None:
             assert value not in values
 
 
-def test_every_airflow_env_secret_exists_before_the_release(stack_run: ProgramRun) -> None:
-    """Each `secret:` entry names a Secret we create in Airflow's namespace, with that key,
-    and the release waits for it (a missing key would keep every Airflow pod from starting)."""
+def test_every_airflow_secret_volume_exists_before_the_release(stack_run: ProgramRun) -> None:
+    """Each Secret volume of the chart's `volumes` names a Secret we create in Airflow's
+    namespace, with every key it mounts, and the release waits for it (a missing key would
+    keep every Airflow pod from starting)."""
     release = stack_run.named("airflow-release")
     secrets = {
         s.inputs["metadata"]["name"]: s
         for s in stack_run.of_kind("Secret")
         if s.inputs["metadata"]["namespace"] == "starling-airflow"
     }
-    for entry in release.inputs["values"]["secret"]:
-        secret = secrets[entry["secretName"]]
-        assert entry["secretKey"] in secret.inputs["stringData"]
-        assert secret.urn in release.dependencies
+    volumes = [v["secret"] for v in release.inputs["values"]["volumes"] if "secret" in v]
+    assert len(volumes) >= 4
+    for volume in volumes:
+        secret = secrets[volume["secretName"]]
+        keys = set(secret.inputs.get("stringData") or {}) | set(secret.inputs.get("data") or {})
+        for item in volume.get("items", []):
+            assert item["key"] in keys, (volume["secretName"], item["key"])
+        database = stack_run.named("airflow-db-statefulset")
+        assert secret.urn in release.dependencies or secret.parent == database.parent
 
 
 def test_connection_names_match_the_operators() -> None:
@@ -511,13 +514,19 @@ def test_connection_names_match_the_operators() -> None:
         assert env == f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def test_airflow_store_connection(stack_run: ProgramRun) -> None:
-    secret = stack_run.named("airflow-store-connection")
-    assert secret.inputs["metadata"]["name"] == "starling-airflow-store"
+def _connections(run: ProgramRun) -> dict[str, Any]:
+    secret = run.named("airflow-connections")
+    assert secret.inputs["metadata"]["name"] == "starling-airflow-connections"
     assert secret.inputs["metadata"]["namespace"] == "starling-airflow"
     assert secret.secret_paths == {"stringData"}
-    (uri,) = secret.inputs["stringData"].values()
-    assert set(secret.inputs["stringData"]) == {"AIRFLOW_CONN_STARLING_STORE"}
+    assert set(secret.inputs["stringData"]) == {"connections.json"}
+    connections: dict[str, Any] = json.loads(secret.inputs["stringData"]["connections.json"])
+    assert set(connections) == {"kafka_default", "starling_store"}
+    return connections
+
+
+def test_airflow_store_connection(stack_run: ProgramRun) -> None:
+    uri = _connections(stack_run)["starling_store"]
     # Parsed the way Airflow parses a connection URI (urlsplit, then unquote).
     parts = urllib.parse.urlsplit(uri)
     store_password = stack_run.named("store-secret").inputs["stringData"]["password"]
@@ -529,6 +538,11 @@ def test_airflow_store_connection(stack_run: ProgramRun) -> None:
     assert parts.hostname == expected_host == "starling-valkey.starling.svc"
     assert parts.port == service["spec"]["ports"][0]["port"] == 6379
     assert parts.path == "/0"
+    # The store speaks TLS only: verified against the internal CA Airflow's pods mount.
+    assert dict(urllib.parse.parse_qsl(parts.query)) == {
+        "ssl": "true",
+        "ssl_ca_certs": "/var/run/secrets/starling/internal-ca/ca.crt",
+    }
     assert store_password not in json.dumps(stack_run.named("airflow-release").inputs["values"])
 
 
@@ -555,10 +569,8 @@ def test_airflow_git_sync() -> None:
 
 
 def test_airflow_kafka_connection(stack_run: ProgramRun) -> None:
-    secret = stack_run.named("airflow-kafka-connection")
-    assert secret.secret_paths == {"stringData"}
-    connection = json.loads(secret.inputs["stringData"]["AIRFLOW_CONN_KAFKA_DEFAULT"])
-    extra = connection["extra"]
+    connection = _connections(stack_run)["kafka_default"]
+    extra = connection["extra_dejson"]
     password = stack_run.named("kafka-user-airflow-password").inputs["stringData"]["password"]
     assert connection["conn_type"] == "kafka"
     assert extra["bootstrap.servers"] == "starling-kafka-bootstrap.starling.svc:9093"
