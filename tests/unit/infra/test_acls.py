@@ -99,6 +99,7 @@ def test_airflow_connection_group_is_inside_the_acl_prefix(stack_run: ProgramRun
         if g[0] == "group" and g[2] == "prefix"
     }
     assert prefixes == {"starling-airflow-"}
-    secret = stack_run.named("airflow-kafka-connection")
-    connection = json.loads(secret.inputs["stringData"]["AIRFLOW_CONN_KAFKA_DEFAULT"])
-    assert connection["extra"]["group.id"].startswith("starling-airflow-")
+    # Airflow reads its connections from one file (LocalFilesystemBackend).
+    secret = stack_run.named("airflow-connections")
+    connection = json.loads(secret.inputs["stringData"]["connections.json"])["kafka_default"]
+    assert connection["extra_dejson"]["group.id"].startswith("starling-airflow-")
