@@ -45,9 +45,12 @@ def operator_values(watch_namespace: pulumi.Input[str]) -> dict[str, object]:
         # Only our namespace: the operator needs no cluster-wide watch rights.
         "watchNamespaces": [watch_namespace],
         "extraEnvs": [POD_SECURITY_PROVIDER_ENV],
+        # Every key of the chart's `resources` default, stated: Helm deep-merges values, so a
+        # key left out keeps the chart's value (its CPU limit survived a memory-only block).
+        # One core bounds the operator's reconcile bursts; scanners expect a CPU limit.
         "resources": {
             "requests": {"cpu": "100m", "memory": "384Mi"},
-            "limits": {"memory": "384Mi"},
+            "limits": {"cpu": "1", "memory": "384Mi"},
         },
     }
 
