@@ -72,7 +72,7 @@ def valkey_conf(password: str, persistent: bool, max_memory_bytes: int) -> str:
         f"tls-ca-cert-file {TLS_DIR}/{CA_CERT_KEY}",
         # Clients prove who they are with the password; they present no certificate.
         "tls-auth-clients no",
-        "tls-protocols TLSv1.2 TLSv1.3",
+        'tls-protocols "TLSv1.2 TLSv1.3"',
         f"requirepass {password}",
         f"dir {DATA_DIR}",
         # Leave headroom under the container limit for replication buffers and forks.

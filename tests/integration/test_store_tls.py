@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from starling.events import TweetCreated
+from starling.harness._process import free_ports
 from starling.harness.redis import RedisServer, RedisTls
 from starling.loadgen import TrafficConfig, TrafficGenerator
 from starling.loadgen.sink import KafkaSink, TopicRouter, producer_config, send_events
@@ -165,3 +166,51 @@ def test_ingestion_fans_tweets_out_through_the_tls_store(
     output = process.stdout.read().decode() if process.stdout else ""
     assert code == 0, output
     assert PASSWORD not in output
+
+
+def test_the_programs_valkey_conf_serves_tls_and_its_probe_passes(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """The config the program renders (store.valkey_conf), with its paths moved under a
+    temporary directory, starts a real server; the StatefulSet's probe command passes."""
+    from starling_infra import meta, store
+
+    ca = internal_ca(SEED)
+    server = ca.issue("store", store.store_dns_names())
+    for name, pem in (
+        ("tls.crt", server.certificate_pem),
+        ("tls.key", server.private_key_pem),
+        ("ca.crt", ca.certificate_pem),
+        ("password", PASSWORD),
+    ):
+        (tmp_path / name).write_text(pem)
+    (port,) = free_ports(1)
+    conf = (
+        store.valkey_conf(PASSWORD, False, 64 * 2**20)
+        .replace(store.TLS_DIR, str(tmp_path))
+        .replace(f"dir {store.DATA_DIR}", f"dir {tmp_path}")
+        .replace(f"tls-port {meta.STORE_PORT}", f"tls-port {port}")
+        .replace("bind * -::*", "bind 127.0.0.1")
+    )
+    (tmp_path / "valkey.conf").write_text(conf)
+    probe = (
+        store.PROBE.replace(f"{store.CONFIG_DIR}/", f"{tmp_path}/")
+        .replace(f"{store.TLS_DIR}/", f"{tmp_path}/")
+        .replace(f"-p {meta.STORE_PORT}", f"-p {port}")
+        .replace("valkey-cli", "redis-cli")
+    )
+    process = subprocess.Popen(
+        [redis_server.executable, str(tmp_path / "valkey.conf")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: subprocess.run(["sh", "-c", probe], check=False).returncode == 0,
+            15,
+            "the probe to pass against the program's config",
+        )
+        assert PASSWORD not in probe
+    finally:
+        process.terminate()
+        process.wait(10)
