@@ -41,6 +41,7 @@ from starling_infra.k8s_values import (
     check_label_key,
     check_storage_class,
     parse_image,
+    parse_quantity,
 )
 from starling_infra.meta import REPO_ROOT
 
@@ -392,6 +393,17 @@ class StoreConfig(_Section):
         default="256Mi", description="Memory request and limit of the store; at least 64Mi."
     )
     cpu: StoreCpu = Field(default="100m", description="CPU request of the store; at least 50m.")
+
+    @model_validator(mode="after")
+    def _a_snapshot_fits_the_volume(self) -> Self:
+        size = self.persistence_size
+        if size is not None and parse_quantity(size) < parse_quantity(self.memory):
+            raise ValueError(
+                f"starling:store.persistenceSize ({size}) is smaller than starling:store.memory "
+                f"({self.memory}): a snapshot of a full store would not fit on its volume; make "
+                "the volume at least as large as the memory limit"
+            )
+        return self
 
 
 class AirflowConfig(_Section):

@@ -20,7 +20,7 @@ import yaml
 
 from starling.events.schemas import Trend
 from starling.topics import CATALOG, Replication, TopicSpec
-from starling_infra.config import StarlingConfigError, split_image
+from starling_infra.config import KafkaConfig, StarlingConfigError, split_image
 from starling_infra.k8s_values import parse_image, parse_quantity
 from tests.unit.infra.harness import REPO_ROOT, ProgramRun, run_expecting_failure, run_program
 
@@ -120,6 +120,15 @@ def test_a_stack_replication_setting_reaches_every_topic() -> None:
     assert _topics_follow_the_kafka_defaults(run) == {(2, "1")}
 
 
+@pytest.mark.parametrize("brokers", [1, 2, 3, 5])
+def test_the_catalogs_default_is_the_clusters_default(brokers: int) -> None:
+    settings = KafkaConfig(brokers=brokers)
+    catalog = CATALOG.for_cluster(brokers)
+    assert {(t.replicas, t.min_insync_replicas) for t in catalog.all_topics()} == {
+        (settings.effective_replication_factor, settings.effective_min_insync_replicas)
+    }
+
+
 def test_for_cluster_applies_one_replication_to_every_topic() -> None:
     catalog = CATALOG.for_cluster(5, Replication(4, 2))
     assert {(t.replicas, t.min_insync_replicas) for t in catalog.all_topics()} == {(4, 2)}
@@ -144,6 +153,7 @@ BAD_VALUES: list[tuple[str, Any, tuple[str, ...]]] = [
     ("store.cpu", "10m", ("below the minimum 50m",)),
     ("store.persistenceSize", "1Mi", ("below the minimum 256Mi",)),
     ("airflow.databaseSize", "10Mi", ("below the minimum 1Gi",)),
+    ("store.persistenceSize", "1Gi", ("smaller than starling:store.memory (2Gi)",)),
     (
         "kafka.storageClass",
         "Not_A_Valid/Name",
