@@ -430,8 +430,13 @@ def read_interval(
 ) -> IntervalRead:
     """Read exactly the records whose timestamp is in [start, end).
 
-    The offsets come from `offsets_for_times`, so a re-run of the same interval reads the
-    same records whatever was consumed or committed since (as long as retention keeps
+    Record timestamps are event times, so a partition is not in timestamp order: a
+    backlog or a replay writes old event times after newer ones. Each partition is read
+    from the first offset whose timestamp is at or after `start` (`offsets_for_times`:
+    nothing earlier can be in range) up to its end offset at the time of the read, and
+    filtered by timestamp; stopping at the first record at or after `end` would miss
+    every record of the interval written after it. A re-run of the same interval reads
+    the same records plus any that arrived late since (as long as retention keeps
     them). Records are assigned, not subscribed: no group rebalance, nothing committed.
     """
     if end <= start:
@@ -464,15 +469,14 @@ def read_interval(
             return found
 
         ranges: dict[int, tuple[int, int]] = {}
-        for begin_tp, end_tp in zip(lookup(start_ms), lookup(end_ms), strict=True):
+        for begin_tp in lookup(start_ms):
             _low, high = _watermarks(consumer, topic, begin_tp.partition, deadline)
-            # -1: no record at or after that time, i.e. the interval ends at the log end.
+            # -1: no record at or after that time, i.e. nothing of the interval is there.
             first = begin_tp.offset if begin_tp.offset >= 0 else high
-            stop = end_tp.offset if end_tp.offset >= 0 else high
-            ranges[begin_tp.partition] = (first, stop)
+            ranges[begin_tp.partition] = (first, high)
 
         records = _consume_ranges(consumer, config, recorder, topic, ranges, deadline, timeout)
-        # Out-of-order timestamps inside a partition: keep only what is truly in range.
+        # Later event times are read too (see above): keep only what is truly in range.
         records = [r for r in records if start_ms <= r.timestamp_ms < end_ms]
         return IntervalRead(topic, records, {p: stop for p, (_first, stop) in ranges.items()})
     finally:

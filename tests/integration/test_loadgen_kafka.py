@@ -6,9 +6,11 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from confluent_kafka import TIMESTAMP_CREATE_TIME
 
 from starling.events import Event, decode, encode
 from starling.loadgen import Burst, TrafficConfig, TrafficGenerator
@@ -30,6 +32,10 @@ pytestmark = pytest.mark.integration
 EVENTS = 20_000
 
 
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 def create_generated_topics(kafka: KafkaCluster, prefix: str, **config: str) -> list[str]:
     """The catalog topics the generator writes, under `prefix`, sized for one broker."""
     catalog = CATALOG.for_cluster(1)
@@ -38,7 +44,10 @@ def create_generated_topics(kafka: KafkaCluster, prefix: str, **config: str) -> 
     for event_type in GENERATED_EVENT_TYPES:
         spec = catalog.topic_for(event_type)
         names.append(prefix + spec.name)
-        requests.append((prefix + spec.name, spec.partitions, 1, {**spec.kafka_config(), **config}))
+        # The generator's records carry simulated (past) event times as timestamps:
+        # unlimited retention, or the broker deletes them mid-test.
+        settings = {**spec.kafka_config(), "retention.ms": "-1", **config}
+        requests.append((prefix + spec.name, spec.partitions, 1, settings))
     kafka.create_topics(requests)
     return names
 
@@ -110,6 +119,8 @@ def test_generated_stream_round_trips_in_key_order(
         event = decode(message.value())  # validates every payload
         assert router.topic_for(event) == message.topic()
         assert event.partition_key() == message.key()
+        # Stamped with the event time, not the moment it was produced.
+        assert message.timestamp() == (TIMESTAMP_CREATE_TIME, _millis(event.event_time))
 
     # Per-key order preserved: each key's messages come back in the order produced.
     assert consumed_by_key == expected_by_key
