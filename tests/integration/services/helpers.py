@@ -83,7 +83,9 @@ class Deployment:
                 self.prefix + spec.name,
                 spec.partitions,
                 spec.replicas,
-                spec.kafka_config(),
+                # Records carry their event time as timestamp, and test traffic is often
+                # in simulated past time: keep it forever, or retention deletes it mid-test.
+                {**spec.kafka_config(), "retention.ms": "-1"},
             )
             for spec in catalog.all_topics()
         )
