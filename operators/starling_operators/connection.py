@@ -1,5 +1,6 @@
 """Clients built from Airflow connections: the Kafka provider's `kafka` connection (its
-extra is librdkafka config) and the store connection (`redis://...`).
+extra is librdkafka config) and the store connection (`redis://...?ssl=true&ssl_ca_certs=...`
+or `rediss://`: TLS, verified).
 
 Airflow is imported inside the functions: this module is imported by task code only, and
 unit tests of the pure helpers should not pay for Airflow.
@@ -47,15 +48,55 @@ def store_client(conn_id: str = settings.STORE_CONN_ID) -> redis.Redis:
     from airflow.sdk import BaseHook
 
     connection = BaseHook.get_connection(conn_id)
-    extra = connection.extra_dejson
     return redis.Redis(
-        host=connection.host or "localhost",
-        port=int(connection.port or 6379),
-        db=int(connection.schema or 0),
-        username=connection.login or None,
-        password=connection.password or None,
-        ssl=bool(extra.get("ssl", False)),
-        ssl_ca_certs=extra.get("ssl_ca_certs"),
-        socket_timeout=STORE_TIMEOUT_S,
-        socket_connect_timeout=STORE_TIMEOUT_S,
+        **store_client_kwargs(
+            host=connection.host,
+            port=connection.port,
+            schema=connection.schema,
+            login=connection.login,
+            password=connection.password,
+            conn_type=connection.conn_type,
+            extra=connection.extra_dejson,
+        )
     )
+
+
+def _flag(value: object) -> bool:
+    # A URI query gives strings: "false" must not count as true.
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def store_client_kwargs(
+    *,
+    host: str | None,
+    port: int | None,
+    schema: str | None,
+    login: str | None,
+    password: str | None,
+    conn_type: str | None,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """redis-py arguments for the store connection. TLS (`rediss://`, or `ssl` in the extra)
+    always verifies the chain (against `ssl_ca_certs`, the internal CA in the cluster) and
+    the host name: a store that cannot prove its name gets no password."""
+    kwargs: dict[str, Any] = {
+        "host": host or "localhost",
+        "port": int(port or 6379),
+        "db": int(schema or 0),
+        "username": login or None,
+        "password": password or None,
+        "socket_timeout": STORE_TIMEOUT_S,
+        "socket_connect_timeout": STORE_TIMEOUT_S,
+    }
+    if conn_type == "rediss" or _flag(extra.get("ssl", False)):
+        kwargs.update(
+            {
+                "ssl": True,
+                "ssl_ca_certs": extra.get("ssl_ca_certs"),
+                "ssl_cert_reqs": "required",
+                "ssl_check_hostname": True,
+            }
+        )
+    return kwargs
