@@ -96,9 +96,13 @@ def test_generated_traffic_reaches_the_store(kind_context: str) -> None:
 
 
 def _store_key_count(context: str) -> int:
-    # The password stays inside the pod: valkey-cli reads REDISCLI_AUTH, which the
-    # StatefulSet sets from the store's Secret.
-    output = kubectl(context, "exec", "starling-valkey-0", "--", "valkey-cli", "DBSIZE")
+    # The password stays inside the pod: the StatefulSet's probe command (TLS, password read
+    # from the mounted Secret file), with DBSIZE instead of PING.
+    command = (
+        'REDISCLI_AUTH="$(cat /etc/valkey/password)" valkey-cli --tls'
+        " --cacert /etc/valkey-tls/ca.crt -h 127.0.0.1 -p 6379 DBSIZE"
+    )
+    output = kubectl(context, "exec", "starling-valkey-0", "--", "sh", "-c", command)
     return int(output.strip())
 
 
