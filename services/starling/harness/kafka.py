@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -67,14 +68,69 @@ _LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
     <File name="server" fileName="${sys:kafka.logs.dir}/server.log" append="true">
       <PatternLayout pattern="[%d] %p %m (%c)%n"/>
     </File>
+    <File name="authorizer" fileName="${sys:kafka.logs.dir}/authorizer.log" append="true">
+      <PatternLayout pattern="[%d] %p %m%n"/>
+    </File>
   </Appenders>
   <Loggers>
     <Root level="INFO"><AppenderRef ref="server"/></Root>
     <Logger name="kafka.request.logger" level="WARN"/>
     <Logger name="org.apache.kafka.common.utils.AppInfoParser" level="WARN"/>
+    <Logger name="kafka.authorizer.logger" level="@AUTHORIZER_LEVEL@" additivity="false">
+      <AppenderRef ref="authorizer"/>
+    </Logger>
   </Loggers>
 </Configuration>
 """
+
+# One authorizer decision as the StandardAuthorizer logs it, e.g. "Principal = User:trends
+# is Allowed operation = READ from host = 127.0.0.1 on resource = Topic:LITERAL:trends for
+# request = Fetch with resourceRefCount = 1 based on rule MatchingAcl(acl=StandardAcl[
+# resourceType=TOPIC, resourceName=trends, patternType=LITERAL, principal=User:trends,
+# host=*, operation=READ, permissionType=ALLOW])".
+_DECISION = re.compile(
+    r"Principal = (?P<principal>\S+) is (?P<verdict>Allowed|Denied) operation = "
+    r"(?P<operation>\w+) from host = \S+ on resource = (?P<resource>\S+)"
+)
+_MATCHING_ACL = re.compile(
+    r"StandardAcl\[resourceType=(?P<type>\w+), resourceName=(?P<name>[^,]*), "
+    r"patternType=(?P<pattern>\w+), principal=[^,]*, host=[^,]*, operation=(?P<operation>\w+)"
+)
+
+
+@dataclass(frozen=True)
+class AuthorizerDecision:
+    """One operation the authorizer allowed or denied, and for an ACL match the ACL."""
+
+    principal: str  # "User:trends"
+    allowed: bool
+    operation: str  # "READ"
+    resource: str  # "Topic:LITERAL:trends"
+    # The matching ACL (None for a super user or a default decision).
+    acl: tuple[str, str, str, str] | None  # (type, name, pattern, operation), Kafka's names
+
+
+def parse_authorizer_log(text: str) -> list[AuthorizerDecision]:
+    """The decisions in an `authorizer.log` (see `KafkaCluster.start(audit=...)`)."""
+    decisions: list[AuthorizerDecision] = []
+    for line in text.splitlines():
+        match = _DECISION.search(line)
+        if match is None:
+            continue
+        rule = _MATCHING_ACL.search(line, match.end())
+        acl = None
+        if rule is not None:
+            acl = (rule["type"], rule["name"], rule["pattern"], rule["operation"])
+        decisions.append(
+            AuthorizerDecision(
+                principal=match["principal"],
+                allowed=match["verdict"] == "Allowed",
+                operation=match["operation"],
+                resource=match["resource"],
+                acl=acl,
+            )
+        )
+    return decisions
 
 
 class KafkaHarnessError(RuntimeError):
@@ -146,6 +202,11 @@ class KafkaNode:
     @property
     def console_log(self) -> Path:
         return self.logs_dir / "console.log"
+
+    @property
+    def authorizer_log(self) -> Path:
+        """Denied operations always; with the cluster's `audit` on, allowed ones too."""
+        return self.logs_dir / "authorizer.log"
 
     @property
     def bootstrap_server(self) -> str:
@@ -259,6 +320,7 @@ class KafkaCluster(_process.StopsOnExit):
         authorizer: bool,
         version: str,
         kept: bool = False,
+        audit: bool = False,
     ) -> None:
         self.directory = directory
         # A kept directory (given by the caller) survives stop(): the next start on it
@@ -269,6 +331,7 @@ class KafkaCluster(_process.StopsOnExit):
         self.admin_user = ADMIN_USER
         self.admin_password = admin_password
         self.authorizer = authorizer
+        self.audit = audit
         self.version = version
         self._stopped = False
 
@@ -287,6 +350,7 @@ class KafkaCluster(_process.StopsOnExit):
         ready_timeout: float = 120.0,
         progress: Progress | None = None,
         directory: Path | None = None,
+        audit: bool = False,
     ) -> KafkaCluster:
         """Fetch the jars if needed, format storage and start `nodes` nodes; wait until ready.
 
@@ -302,6 +366,10 @@ class KafkaCluster(_process.StopsOnExit):
 
         `class_data_sharing` maps a cached AppCDS archive into every JVM (recorded once
         per machine, see `class_data.py`), which roughly halves JVM start time.
+
+        Each node's `authorizer.log` holds the authorizer's denials; with `audit=True` also
+        every operation it allowed and the ACL that allowed it (`parse_authorizer_log`),
+        so a test can tell which grants were used.
         """
         if nodes not in (1, 3):
             # Two nodes cannot keep a KRaft quorum through a failure; more is just slow.
@@ -325,6 +393,7 @@ class KafkaCluster(_process.StopsOnExit):
             authorizer=authorizer,
             ready_timeout=ready_timeout,
             kept_directory=directory,
+            audit=audit,
         )
 
     @classmethod
@@ -337,6 +406,7 @@ class KafkaCluster(_process.StopsOnExit):
         authorizer: bool,
         ready_timeout: float,
         kept_directory: Path | None = None,
+        audit: bool = False,
     ) -> KafkaCluster:
         kept = kept_directory is not None
         if kept_directory is not None:
@@ -369,6 +439,7 @@ class KafkaCluster(_process.StopsOnExit):
                 authorizer=authorizer,
                 version=distribution.version,
                 kept=kept,
+                audit=audit,
             )
             _live_clusters.add(cluster)
             cluster._write_configuration()
@@ -567,6 +638,14 @@ class KafkaCluster(_process.StopsOnExit):
                 raise KafkaHarnessError(f"topics not ready in time ({problem})")
             time.sleep(0.1)
 
+    def authorizer_decisions(self) -> list[AuthorizerDecision]:
+        """Every decision in the nodes' authorizer logs so far (allowed ones need `audit`)."""
+        decisions: list[AuthorizerDecision] = []
+        for node in self.nodes:
+            if node.authorizer_log.is_file():
+                decisions += parse_authorizer_log(node.authorizer_log.read_text(errors="replace"))
+        return decisions
+
     def add_scram_user(self, name: str, password: str, timeout: float = 30.0) -> None:
         """Create or update a SCRAM-SHA-512 user, and wait until every running node knows it.
 
@@ -602,7 +681,8 @@ class KafkaCluster(_process.StopsOnExit):
     # ---------------------------------------------------------------- internals
 
     def _write_configuration(self) -> None:
-        (self.directory / "log4j2.xml").write_text(_LOG4J2_XML)
+        level = "DEBUG" if self.audit else "INFO"
+        (self.directory / "log4j2.xml").write_text(_LOG4J2_XML.replace("@AUTHORIZER_LEVEL@", level))
         node_count = len(self.nodes)
         replication = node_count
         min_isr = 2 if node_count >= 3 else 1
