@@ -4,7 +4,7 @@ It is the one source of the per-principal `KafkaUser` ACLs, of each service's co
 group, and of the access table in the docs. A principal that reads a topic may write that
 topic's dead-letter topic (that is where its failures go) unless it never dead-letters;
 nothing else is implied. Every grant is one some code uses: the integration test
-`tests/integration/test_acl_usage.py` runs each principal's code against a broker that
+`tests/airflow/test_acl_usage.py` runs each principal's code against a broker that
 enforces these ACLs and fails on a grant no run used, unless `UNUSED_GRANTS` says why.
 """
 
