@@ -201,3 +201,17 @@ def test_a_topic_without_readers_needs_a_stated_reason() -> None:
     assert UNREAD_TOPICS["activity.summaries"]
     for topic in UNREAD_TOPICS:
         assert topic in CATALOG.names()
+
+
+def test_every_exempted_unused_grant_is_a_grant_with_a_reason() -> None:
+    from starling.access import UNUSED_GRANTS
+
+    granted = {
+        (p.name, rule.resource_type, rule.resource_name, op)
+        for p in PRINCIPALS
+        for rule in p.acl_rules()
+        for op in rule.operations
+    }
+    for grant, reason in UNUSED_GRANTS.items():
+        assert grant in granted, f"{grant} is exempted but not granted"
+        assert reason.strip(), f"{grant} is exempted without a reason"
