@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from starling.events import ActivitySummary, decode_as
-from starling.topics import ACTIVITY_SUMMARIES, INTERACTIONS, TWEETS_ENRICHED
+from starling.events import ActivitySummary, Recommendation, RecommendationKind, decode_as
+from starling.topics import ACTIVITY_SUMMARIES, INTERACTIONS, RECOMMENDATIONS, TWEETS_ENRICHED
 from starling_operators import kafka as kafka_helpers
 from starling_operators.records import event_message
+from tests.airflow import test_recommendations_dag as recommendations_reference
 from tests.airflow.conftest import load_dag
-from tests.airflow.traffic import INTERVAL_START, make_traffic, read_topic
+from tests.airflow.traffic import INTERVAL_START, Traffic, make_traffic, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,7 +40,7 @@ def stamp(moment: datetime) -> str:
 
 
 def test_a_late_backlog_is_counted_in_its_own_intervals(
-    starling_env: dict[str, str], redis_client: Any
+    starling_env: dict[str, str], redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     traffic = make_traffic(seed=5, count=8000)
     config = {"bootstrap.servers": starling_env["bootstrap"]}
@@ -99,3 +100,48 @@ def test_a_late_backlog_is_counted_in_its_own_intervals(
         assert event.interactions == sum(
             1 for e in traffic.interactions if start <= e.event_time < end
         )
+
+    check_recommendations(starling_env, redis_client, monkeypatch, traffic, *INTERVALS[0])
+
+
+def check_recommendations(
+    starling_env: dict[str, str],
+    redis_client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    traffic: Traffic,
+    start: datetime,
+    end: datetime,
+) -> None:
+    """Recommendations for the backlog's hour: from the events before its end only (the
+    newer hour is on the topic too, written earlier), on the graph the store holds."""
+    prefix = starling_env["prefix"]
+    recommendations_reference.seed_store_graph(redis_client, traffic)
+    assert load_dag("recommendations.py").test(logical_date=end).state == "success"
+    produced = [
+        decode_as(r.value or b"", Recommendation)
+        for r in read_topic(starling_env["bootstrap"], prefix + RECOMMENDATIONS)
+    ]
+    by_key = {(r.user_id, r.kind): r for r in produced}
+    following, hidden = recommendations_reference.reference_graph(traffic)
+    before_end = Traffic(
+        traffic.generator,
+        [e for e in traffic.events if e.event_time < end],
+        [t for t in traffic.enriched if t.event_time < end],
+    )
+    monkeypatch.setattr(recommendations_reference, "INTERVAL_END", end)
+    tweet_reference = recommendations_reference.reference_tweets(before_end, following, hidden)
+    active = {e.actor_id for e in traffic.interactions if start <= e.event_time < end}
+    expected = {}
+    for user in active:
+        wtf = recommendations_reference.reference_who_to_follow(user, following, hidden[user])
+        if wtf:
+            expected[(user, RecommendationKind.WHO_TO_FOLLOW)] = wtf
+        if tweet_reference[user]:
+            expected[(user, RecommendationKind.TWEETS)] = tweet_reference[user]
+    assert any(kind is RecommendationKind.TWEETS for _, kind in expected)
+    assert set(by_key) == set(expected)
+    for key, items in expected.items():
+        got = by_key[key]
+        assert got.event_time == end
+        assert [i.item_id for i in got.items] == [item for item, _ in items], key
+        assert [i.score for i in got.items] == pytest.approx([s for _, s in items]), key
