@@ -26,7 +26,9 @@ DEFAULT_SKEW_S = 300.0
 class EventTimeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STARLING_", extra="ignore", frozen=True)
 
-    event_time_skew_s: float = Field(default=DEFAULT_SKEW_S, ge=0, le=86_400)
+    # At most an hour: records are stamped with their event time, and brokers refuse a
+    # timestamp further ahead than `log.message.timestamp.after.max.ms` (default 1 h).
+    event_time_skew_s: float = Field(default=DEFAULT_SKEW_S, ge=0, le=3_600)
 
 
 def timestamp_ms(event_time: datetime) -> int:
