@@ -10,8 +10,9 @@ help: ## list the targets
 setup: ## install system packages, uv, the locked venv and the Kafka jars (minutes; no Go builds)
 	bash scripts/setup.sh
 
-tools: ## build every pinned Go tool now (cold ~22 min); the test tiers otherwise build on first use
+tools: ## build every pinned Go tool and install checkov's venv now (cold ~30 min); the test tiers otherwise build on first use
 	$(UV_RUN) starling tools build
+	$(UV_RUN) python -m starling.toolchain.pytools
 
 test: lint typecheck ## everything CI runs: lint, types, then all test tiers this machine can run
 	$(UV_RUN) pytest
