@@ -31,7 +31,7 @@ from tests.unit.security.scan import (
     write_target,
 )
 
-pytestmark = [pytest.mark.scan, pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.scan, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 CHART_TARGETS = (
     "chart:default",
