@@ -208,9 +208,15 @@ def render_up_table(state: object) -> str:
     table.add_column("component")
     table.add_column("address")
     table.add_column("health")
+    # Airflow's four rows share the api-server's health URL; it answers slowly while the
+    # scheduler starts its first runs on a small machine, so it gets one patient probe.
+    answers: dict[str, bool] = {}
     for component in state.components:
         if component.health_url:
-            ok = probe(component.health_url)
+            if component.health_url not in answers:
+                timeout = 15.0 if component.kind == "airflow" else 2.0
+                answers[component.health_url] = probe(component.health_url, timeout=timeout)
+            ok = answers[component.health_url]
         else:
             from starling.harness.stack import pid_alive
 
