@@ -25,6 +25,7 @@ ARG_TO_PACKAGE = {
     "PROMETHEUS_CLIENT_VERSION": "prometheus-client",
     "PYJWT_VERSION": "pyjwt",
     "ARGON2_CFFI_VERSION": "argon2-cffi",
+    "UVICORN_VERSION": "uvicorn",
 }
 
 
