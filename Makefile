@@ -10,7 +10,7 @@ help: ## list the targets
 setup: ## install system packages, uv, the locked venv and the Kafka jars (minutes; no Go builds)
 	bash scripts/setup.sh
 
-tools: ## build every pinned Go tool and install checkov's venv now (cold ~30 min); the test tiers otherwise build on first use
+tools: ## build every pinned Go tool and install checkov's venv now (cold ~21 min measured); the test tiers otherwise build on first use
 	$(UV_RUN) starling tools build
 	$(UV_RUN) python -m starling.toolchain.pytools
 
